@@ -58,7 +58,7 @@ METHODS: dict[str, Overrides] = {
     "fork_tokens": {**_GRPO_BACKBONE, "loss": {"eps_high": 0.28, "fork_top_ratio": 0.2}},
     "entropy_adv": {**_GRPO_BACKBONE, "loss": {"eps_high": 0.2, "entropy_adv_alpha": 0.4, "entropy_adv_kappa": 2.0}},
     "clip_cov": {**_GRPO_BACKBONE, "loss": {"policy_loss": "clip_cov", "eps_low": 1.0, "eps_high": 1.0}},
-    "kl_cov": {**_GRPO_BACKBONE, "loss": {"policy_loss": "kl_cov"}},
+    "kl_cov": {**_GRPO_BACKBONE, "loss": {"policy_loss": "kl_cov", "eps_high": 0.2}},
     "w_reinforce": {**_GRPO_BACKBONE, "loss": {"eps_high": 0.2, "advantage_estimator": "w_reinforce"}},
 }
 
