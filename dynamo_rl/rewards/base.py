@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from dynamo_rl.core.registry import Registry
+
 Status = Literal["correct", "incorrect", "unparseable", "timeout"]
 STATUSES: tuple[Status, ...] = ("correct", "incorrect", "unparseable", "timeout")
 
@@ -30,3 +32,7 @@ class Verifier(Protocol):
     """Anything that turns (completion, reference answer) into a :class:`Verdict`."""
 
     def verify(self, completion: str, answer: str) -> Verdict: ...
+
+
+VERIFIERS: Registry[type] = Registry("verifier")
+"""Verifier classes by name (``math`` -> :class:`~dynamo_rl.rewards.math_verifier.MathVerifier`)."""
