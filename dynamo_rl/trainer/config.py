@@ -167,6 +167,8 @@ class RunConfig:
     """Write PNG plots into RUN_DIR/plots at the end of the run."""
     num_verifier_workers: int = 0
     """Processes for answer verification (0 = in-process, with per-answer timeout where supported)."""
+    threads: int | None = None
+    """torch CPU threads for this process (``None`` = torch's default). Tiny models run fastest with 1."""
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "run.steps", self.steps, "must be ≥ 1")
@@ -176,6 +178,7 @@ class RunConfig:
         _require(self.device in ("auto", "cpu", "cuda"), "run.device", self.device, "expected auto, cpu or cuda")
         _require(self.dtype in ("float32", "bfloat16"), "run.dtype", self.dtype, "expected float32 or bfloat16")
         _require(self.num_verifier_workers >= 0, "run.num_verifier_workers", self.num_verifier_workers, "must be ≥ 0")
+        _require(self.threads is None or self.threads >= 1, "run.threads", self.threads, "must be ≥ 1 or None")
 
 
 @dataclass(frozen=True)

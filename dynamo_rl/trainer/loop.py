@@ -102,6 +102,8 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
     from dynamo_rl.trainer.progress import ProgressBar
 
     # ---------------------------------------------------------------- setup: policy, data, backend, verifier, state
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
     torch.manual_seed(config.run.seed)
     if model is None:
         model, tokenizer = setup.load_policy(config)
