@@ -98,3 +98,13 @@ def test_math_verifier_agrees_with_exact_match():
         wrong = str(int(problem.answer) + 1)
         assert verifier.verify(problem.meta["completion"], problem.answer).correct
         assert not verifier.verify(f" \\boxed{{{wrong}}}", problem.answer).correct
+
+
+def test_carry_dropped_answers_of_the_warm_start_noise():
+    from dynamo_rl.demo.pretrain import carry_dropped
+
+    assert carry_dropped("47+38") == "75"  # 7+8 -> 5 (carry dropped), 4+3 -> 7
+    assert carry_dropped("7+8") == "5"
+    assert carry_dropped("472+389") == "751"
+    assert carry_dropped("41+5") is None  # no carry: the noisy answer would equal the true one
+    assert carry_dropped("47*8") is None  # not an addition
