@@ -9,6 +9,7 @@ Config objects stop at the engine boundary: engines unpack them into keyword arg
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,13 +19,40 @@ def _require(cond: bool, field_name: str, value: Any, why: str) -> None:
         raise ValueError(f"invalid {field_name}={value!r}: {why}")
 
 
+def _one_of(field_name: str, value: Any, names: Any) -> None:
+    names = list(names)
+    _require(value in names, field_name, value, f"expected one of {', '.join(names)}")
+
+
+def require_finite(config: Any, section: str) -> None:
+    """Every float field of a config dataclass must be finite (NaN and ±inf are refused, naming the field)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"invalid {section}.{f.name}={value!r}: must be a finite number")
+
+
+def allocator_names() -> list[str]:
+    """Every allocator name :func:`dynamo_rl.core.allocation.allocate_rollouts` accepts (from its registry)."""
+    from dynamo_rl.core import allocation
+
+    names = getattr(allocation, "ALLOCATOR_NAMES", None)
+    return list(names) if names is not None else allocation.ALLOCATORS.names()
+
+
 @dataclass(frozen=True)
 class AllocationConfig:
     """Dynamic Rollout Allocation (DRA, paper Sec. 4.2, Eq 5-6, Alg. 1, App. C-D)."""
 
     allocator: str = "official"
-    """How the rollout budget is split: ``uniform`` (GRPO), ``official`` (n_min + proportional share of the remainder,
-    the authors' code) or ``waterfill`` (n_i = clip(λ·w_i, n_min, n_max), the minimiser of Σ w_i²/n_i, App. C)."""
+    """How the rollout budget is split (any name of ``core.allocation.ALLOCATOR_NAMES``): ``uniform`` (GRPO),
+    ``official`` (n_min + proportional share of the remainder, the authors' code), ``waterfill`` (App. C-D:
+    n_i = clip(λ·w_i, n_min, n_max), the continuous minimiser of Σ w_i²/n_i rounded by largest remainder, which misses
+    the integer optimum in a few % of batches, by < 0.03 %), ``optimal`` (the exact integer minimiser of Σ w_i²/n_i),
+    ``variance_matched`` (the fewest rollouts whose variance-optimal allocation, σ = √P, matches
+    ``variance_target_ratio`` × uniform's estimator variance) or ``knapsack`` (Knapsack RL, Li et al. 2025)."""
     mean_rollouts: int = 16
     """Mean rollouts per prompt n̄; the budget is n̄ × prompts per batch."""
     n_min: int = 8
@@ -50,10 +78,14 @@ class AllocationConfig:
     forgetting: float | None = None
     """Exponential forgetting factor in (0, 1] applied to history counts before each update (beyond the paper;
     ``None`` = cumulative counts as in the paper)."""
+    variance_target_ratio: float = 1.0
+    """``variance_matched`` only: target estimator variance as a multiple ρ of uniform allocation's Σσ²/n̄ (over the
+    prompts with history, σ = √P); 1.0 = match uniform with fewer rollouts, > 1 saves more, < 1 aims lower (then the
+    full budget may not suffice; the allocation says so). Must be finite and in (0, 100]."""
 
     def __post_init__(self) -> None:
-        _require(self.allocator in ("uniform", "official", "waterfill"), "allocation.allocator", self.allocator,
-                 "expected one of uniform, official, waterfill")
+        require_finite(self, "allocation")
+        _one_of("allocation.allocator", self.allocator, allocator_names())
         _require(self.n_min >= 2, "allocation.n_min", self.n_min, "must be ≥ 2 (a group of one has no baseline)")
         _require(self.n_max >= self.n_min, "allocation.n_max", self.n_max, f"must be ≥ n_min={self.n_min}")
         _require(self.n_min <= self.mean_rollouts <= self.n_max, "allocation.mean_rollouts", self.mean_rollouts,
@@ -69,12 +101,20 @@ class AllocationConfig:
                  "expected clamp_budget or scale_min")
         _require(self.forgetting is None or 0 < self.forgetting <= 1, "allocation.forgetting", self.forgetting,
                  "must be in (0, 1] or None")
+        rho = self.variance_target_ratio
+        _require(isinstance(rho, (int, float)) and not isinstance(rho, bool) and 0 < rho <= 100,
+                 "allocation.variance_target_ratio", rho, "must be a finite number in (0, 100]")
 
     def core_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``core.allocation.allocate_rollouts`` (everything but the budget)."""
-        return {name: getattr(self, name) for name in (
-            "allocator", "n_min", "n_max", "proxy_power", "min_history", "weight_floor", "mastery_threshold",
-            "tie_breaker", "n_explore", "infeasible")}
+        """Keyword arguments for ``core.allocation.allocate_rollouts``: every field whose name is one of its keyword
+        parameters (read from its signature, so a new option only needs a field of the same name)."""
+        from dynamo_rl.core.allocation import allocate_rollouts
+
+        return _matching_kwargs(self, _keyword_params(allocate_rollouts) - {"budget"})
+
+
+def _matching_kwargs(config: Any, names: frozenset[str]) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in names}
 
 
 @dataclass(frozen=True)
@@ -100,8 +140,10 @@ class ModulationConfig:
     full-vocabulary baseline Σπ²Λ) or ``pi2`` (first release, π_t²Λ_t ξ_t)."""
     norm_scope: str = "micro"
     """Where H_min/H_max and max Ξ are taken (A6): ``micro`` (authors' code), ``mini`` or ``global`` batch."""
-    ums_min_tokens: int = 2
-    """UMS is skipped (g = 1) when fewer than this many tokens have nonzero instability (guard, beyond the paper)."""
+    ums_min_tokens: int = 0
+    """UMS is skipped (g = 1) when fewer than this many tokens of the normalisation scope have nonzero instability, so
+    a lone token is not damped to λ_min (a guard beyond the paper; 0 = off, as in the authors' code and the
+    ``official`` preset; ``paper`` and ``theory`` use 2)."""
 
     @property
     def effective_mu_max(self) -> float:
@@ -112,33 +154,31 @@ class ModulationConfig:
         return 1.0 - self.alpha if self.alpha is not None else self.lambda_min
 
     def __post_init__(self) -> None:
+        from dynamo_rl.core.modulation import ENTROPY_CHANGE_MODES
+
+        require_finite(self, "modulation")
         _require(self.alpha is None or 0 <= self.alpha < 1, "modulation.alpha", self.alpha, "must be in [0, 1)")
         _require(self.mu_max >= 1, "modulation.mu_max", self.mu_max, "must be ≥ 1")
         _require(0 < self.lambda_min <= 1, "modulation.lambda_min", self.lambda_min, "must be in (0, 1]")
         _require(self.k > 0, "modulation.k", self.k, "must be > 0")
         _require(0 <= self.tau <= 1, "modulation.tau", self.tau, "must be in [0, 1]")
-        _require(self.entropy_change_mode in ("seq_mean_baseline", "exact", "pi2"), "modulation.entropy_change_mode",
-                 self.entropy_change_mode, "expected seq_mean_baseline, exact or pi2")
+        _one_of("modulation.entropy_change_mode", self.entropy_change_mode, ENTROPY_CHANGE_MODES)
         _require(self.norm_scope in ("micro", "mini", "global"), "modulation.norm_scope", self.norm_scope,
                  "expected micro, mini or global")
-        _require(self.ums_min_tokens >= 1, "modulation.ums_min_tokens", self.ums_min_tokens, "must be ≥ 1")
+        _require(self.ums_min_tokens >= 0, "modulation.ums_min_tokens", self.ums_min_tokens, "must be ≥ 0 (0 = off)")
 
     @property
     def enabled(self) -> bool:
         return self.gradient_compensation or self.stabilization
 
     def core_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``core.modulation.modulate_advantages`` (clip ranges come from the loss config)."""
-        return {
-            "gradient_compensation": self.gradient_compensation,
-            "stabilization": self.stabilization,
-            "mu_max": self.effective_mu_max,
-            "lambda_min": self.effective_lambda_min,
-            "k": self.k,
-            "tau": self.tau,
-            "entropy_change_mode": self.entropy_change_mode,
-            "ums_min_tokens": self.ums_min_tokens,
-        }
+        """Keyword arguments for ``core.modulation.modulate_advantages`` (clip ranges come from the loss config): the
+        effective μ_max / λ_min and every field whose name is one of its keyword parameters."""
+        from dynamo_rl.core.modulation import modulate_advantages
+
+        out = _matching_kwargs(self, _keyword_params(modulate_advantages))
+        out.update(mu_max=self.effective_mu_max, lambda_min=self.effective_lambda_min)
+        return out
 
 
 @dataclass(frozen=True)
@@ -181,18 +221,62 @@ class LossConfig:
     """KL-Cov: penalty coefficient β."""
 
     def __post_init__(self) -> None:
+        from dynamo_rl.core.advantages import ADVANTAGES
+        from dynamo_rl.core.aggregation import AGGREGATIONS
+        from dynamo_rl.core.losses import POLICY_LOSSES
+
+        require_finite(self, "loss")
+        _one_of("loss.advantage_estimator", self.advantage_estimator, ADVANTAGES.names())
+        _one_of("loss.policy_loss", self.policy_loss, POLICY_LOSSES.names())
+        _one_of("loss.loss_agg_mode", self.loss_agg_mode, AGGREGATIONS.names())
         _require(self.grpo_eps > 0, "loss.grpo_eps", self.grpo_eps, "must be > 0")
         _require(self.eps_low >= 0 and self.eps_high >= 0, "loss.eps_low/eps_high", (self.eps_low, self.eps_high),
                  "must be ≥ 0")
         _require(self.clip_ratio_c is None or self.clip_ratio_c > 1, "loss.clip_ratio_c", self.clip_ratio_c,
                  "must be > 1 or None")
-        _require(self.loss_agg_mode in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
-                                        "seq-mean-token-sum-norm"), "loss.loss_agg_mode", self.loss_agg_mode,
-                 "unknown aggregation mode")
         _require(self.fork_top_ratio is None or 0 < self.fork_top_ratio <= 1, "loss.fork_top_ratio",
                  self.fork_top_ratio, "must be in (0, 1] or None")
         _require(self.entropy_adv_kappa > 1, "loss.entropy_adv_kappa", self.entropy_adv_kappa,
                  "must be > 1 so advantages never flip sign")
+
+    def advantage_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the registered advantage estimator ``advantage_estimator``: its keyword parameter
+        ``p`` is read from the field ``<estimator>_<p>`` (``grpo_eps``) or ``p``; ``w_reinforce_lambda`` → ``lam``."""
+        from dynamo_rl.core.advantages import ADVANTAGES
+
+        return self._registry_kwargs(ADVANTAGES.get(self.advantage_estimator), self.advantage_estimator)
+
+    def policy_loss_kwargs(self, generator: Any = None) -> dict[str, Any]:
+        """Keyword arguments of the registered policy loss ``policy_loss`` (read from the fields of the same name or
+        ``<loss>_<name>``; ``generator`` seeds losses that draw random tokens, e.g. Clip-Cov)."""
+        from dynamo_rl.core.losses import POLICY_LOSSES
+
+        fn = POLICY_LOSSES.get(self.policy_loss)
+        out = self._registry_kwargs(fn, self.policy_loss)
+        if "generator" in _keyword_params(fn):
+            out["generator"] = generator
+        return out
+
+    def _registry_kwargs(self, fn: Any, name: str) -> dict[str, Any]:
+        fields = {f.name for f in dataclasses.fields(self)}
+        out = {}
+        for param in _keyword_params(fn):
+            for candidate in (_CORE_ALIASES.get(f"{name}_{param}"), f"{name}_{param}", param):
+                if candidate in fields:
+                    out[param] = getattr(self, candidate)
+                    break
+        return out
+
+
+_CORE_ALIASES = {"w_reinforce_lam": "w_reinforce_lambda"}
+"""Core keyword parameters whose config field has another name."""
+
+
+def _keyword_params(fn: Any) -> frozenset[str]:
+    import inspect
+
+    return frozenset(name for name, p in inspect.signature(fn).parameters.items()
+                     if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 @dataclass(frozen=True)

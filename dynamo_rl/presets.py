@@ -19,7 +19,7 @@ PRESETS: dict[str, Overrides] = {
         "allocation": {"allocator": "official", "proxy_power": 1.0, "min_history": 4, "weight_floor": 0.01,
                        "mastery_threshold": 0.85, "tie_breaker": 1e-6, "infeasible": "clamp_budget"},
         "modulation": {"alpha": None, "mu_max": 1.2, "lambda_min": 0.6, "k": 50.0, "tau": 0.99,
-                       "entropy_change_mode": "seq_mean_baseline", "norm_scope": "micro"},
+                       "entropy_change_mode": "seq_mean_baseline", "norm_scope": "micro", "ums_min_tokens": 0},
         "loss": {"eps_low": 0.2, "eps_high": 0.28, "clip_ratio_c": 10.0, "loss_agg_mode": "token-mean"},
     },
     # The paper's text: water-filling (App. D), variance weights, no code-only heuristics, unified α = 0.4,
@@ -27,14 +27,16 @@ PRESETS: dict[str, Overrides] = {
     "paper": {
         "allocation": {"allocator": "waterfill", "proxy_power": 1.0, "min_history": 4, "weight_floor": None,
                        "mastery_threshold": None, "tie_breaker": 0.0, "infeasible": "scale_min"},
-        "modulation": {"alpha": 0.4, "k": 50.0, "tau": 0.9, "entropy_change_mode": "pi2", "norm_scope": "mini"},
+        "modulation": {"alpha": 0.4, "k": 50.0, "tau": 0.9, "entropy_change_mode": "pi2", "norm_scope": "mini",
+                       "ums_min_tokens": 2},
         "loss": {"eps_low": 0.2, "eps_high": 0.2, "clip_ratio_c": 10.0, "loss_agg_mode": "token-mean"},
     },
     # First principles: σ-weighted water-filling (Eq 5 with √P, A1), exact first-order entropy change (Eq 27).
     "theory": {
         "allocation": {"allocator": "waterfill", "proxy_power": 0.5, "min_history": 4, "weight_floor": None,
                        "mastery_threshold": None, "tie_breaker": 0.0, "infeasible": "scale_min"},
-        "modulation": {"alpha": 0.4, "k": 50.0, "tau": 0.9, "entropy_change_mode": "exact", "norm_scope": "mini"},
+        "modulation": {"alpha": 0.4, "k": 50.0, "tau": 0.9, "entropy_change_mode": "exact", "norm_scope": "mini",
+                       "ums_min_tokens": 2},
         "loss": {"eps_low": 0.2, "eps_high": 0.2, "clip_ratio_c": 10.0, "loss_agg_mode": "token-mean"},
     },
 }
@@ -49,7 +51,6 @@ METHODS: dict[str, Overrides] = {
     "no_gc": {"modulation": {"gradient_compensation": False}},
     "no_ums": {"modulation": {"stabilization": False}},
     "no_gc_ums": {"modulation": _NO_MOD},
-    "dra_only": {"modulation": _NO_MOD},
     "grpo": _GRPO_BACKBONE,
     "dr_grpo": {**_GRPO_BACKBONE, "loss": {"eps_high": 0.2, "advantage_estimator": "dr_grpo",
                                            "loss_agg_mode": "seq-mean-token-sum-norm"}},
@@ -66,17 +67,32 @@ BASELINES = ("grpo", "clip_higher", "entropy_loss", "fork_tokens", "entropy_adv"
 ABLATIONS = ("no_dra", "no_gc", "no_ums", "no_gc_ums")
 
 
+def derived_bounds(mean_rollouts: int) -> tuple[int, int]:
+    """Default ``(n_min, n_max)`` for a mean of n̄ rollouts per prompt: the paper's ratio [n̄/2, 3n̄/2] (Table 3:
+    [8, 24] at n̄ = 16), never below 2. Used when the mean is set and the bounds are not, so DRA can act."""
+    return max(2, mean_rollouts // 2), max(mean_rollouts * 3 // 2, 2)
+
+
 def build_method_config(method: str = "dynamo", preset: str = "official",
                         overrides: Overrides | None = None) -> MethodConfig:
-    """The :class:`MethodConfig` for ``method`` under ``preset``, with optional per-section ``overrides`` last.
+    """The :class:`MethodConfig` for ``method`` under ``preset``, with the user's explicit ``overrides`` last.
 
-    Baselines keep the preset's allocation/modulation switched off, so they differ from GRPO only where their paper
-    says. Raises ``KeyError`` naming the valid choices for an unknown preset or method.
+    Precedence: dataclass defaults < preset < method bundle < ``overrides`` (every field in ``overrides`` wins, also
+    when its value equals a default). When ``allocation.mean_rollouts`` is overridden without ``n_min``/``n_max``,
+    the bounds follow it (:func:`derived_bounds`). Baselines keep the preset's allocation/modulation switched off, so
+    they differ from GRPO only where their paper says. Raises ``KeyError`` naming the valid choices for an unknown
+    preset or method and ``ValueError`` naming the field for an invalid value.
     """
     if preset not in PRESETS:
         raise KeyError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}")
     if method not in METHODS:
         raise KeyError(f"unknown method {method!r}; valid methods: {', '.join(sorted(METHODS))}")
+    overrides = {name: dict(values) for name, values in (overrides or {}).items()}
+    allocation = overrides.get("allocation", {})
+    if "mean_rollouts" in allocation:
+        n_min, n_max = derived_bounds(int(allocation["mean_rollouts"]))
+        allocation.setdefault("n_min", n_min)
+        allocation.setdefault("n_max", max(n_max, allocation["n_min"]))
     config = MethodConfig().replace(**PRESETS[preset])
     config = config.replace(**METHODS[method])
     if overrides:

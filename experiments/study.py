@@ -1,12 +1,16 @@
-"""The evidence study: DynaMO vs GRPO, its ablations and eight baselines at the same rollout budget on the built-in
-graded-difficulty task, plus a held-back task family and an α sweep. One command, resumable, two worker processes.
+"""The evidence study in the paper's regime (several off-policy updates per rollout batch): GRPO, DynaMO (official and
+theory presets), its ablations, Clip-Higher and the allocators of the core library at the same rollout budget on the
+built-in graded-difficulty task; a budget sweep; and the gradient-estimator variance measured directly at fixed
+checkpoints. One command, resumable, two worker processes.
 
-    python experiments/study.py --quick                       # smoke test (≤ 5 min): few steps, 1 seed, 4 rows
-    python experiments/study.py --output runs/study           # full study (docs/results.md), resumable
-    python experiments/study.py --output runs/study --report-only   # tables and plots from what has finished
+    python experiments/study.py --quick --output /tmp/q       # smoke test (< 5 min): tiny runs, 1 seed
+    python experiments/study.py --output runs/study3          # full study (docs/results.md), resumable
+    python experiments/study.py --output runs/study3 --report-only   # tables and plots from what has finished
+    python experiments/study.py --output runs/study3 --only main/grpo/,main/dynamo/ --core-seeds 8   # a subset
+    python experiments/study.py --row dapo=dapo --rows grpo,dynamo,dapo ...   # a new row by name, no code change
 
-Each run trains with the built-in trainer (``dynamo_rl.trainer.loop.train``), then samples the held-out problems at
-T = 1 for pass@1 (avg@n) and pass@k. Results go to ``OUTPUT/results/<group>/<row>/seed<k>.json`` (skipped when
+Each training run uses the built-in trainer (``dynamo_rl.trainer.loop.train``), then samples the held-out problems
+at T = 1 for pass@1 (avg@n) and pass@k. Results go to ``OUTPUT/results/<group>/<row>/seed<k>.json`` (skipped when
 present, so an interrupted study continues where it stopped), tables to ``OUTPUT/summary.{json,md}`` and plots to
 ``--plots`` (default ``docs/results/<name of OUTPUT>`` for the full study, ``OUTPUT/plots`` for ``--quick``).
 """
@@ -29,39 +33,91 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from experiments.study_plan import QUICK_SIZES, RunSpec, Sizes, build_plan  # noqa: E402
-from experiments.study_runs import execute_run, model_dir, pretrain_family, result_path, write_json_atomic  # noqa: E402
+from experiments.study_plan import (  # noqa: E402
+    ALLOCATORS,
+    BUDGET_ROWS,
+    BUDGETS,
+    MAIN_ROWS,
+    QUICK_OPTIONS,
+    QUICK_SIZES,
+    PlanOptions,
+    RunSpec,
+    Sizes,
+    build_plan,
+    define_row,
+    resolve_row,
+)
+from experiments.study_runs import execute_run, result_path, write_json_atomic  # noqa: E402
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke-test mode: tiny runs, 1 seed, a few methods")
-    parser.add_argument("--output", default=None, help="study folder (default runs/study, or runs/study_quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke-test mode: tiny runs, 1 seed, a few rows")
+    parser.add_argument("--output", default=None, help="study folder (default runs/study3, or runs/study_quick)")
     parser.add_argument("--plots", default=None,
                         help="folder for the PNG plots and tables (default docs/results/<name of OUTPUT>, or "
                              "OUTPUT/plots with --quick)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel training processes (1 torch thread each)")
-    parser.add_argument("--main-seeds", type=int, default=5, help="seeds of GRPO, DynaMO and the ablations")
-    parser.add_argument("--baseline-seeds", type=int, default=3, help="seeds of the other baselines")
-    parser.add_argument("--family2-seeds", type=int, default=5, help="seeds on the held-back task family")
-    parser.add_argument("--alpha-seeds", type=int, default=3, help="seeds of each α of the sensitivity sweep")
+    parser.add_argument("--workers", type=int, default=2, help="parallel worker processes (1 torch thread each)")
+    parser.add_argument("--core-seeds", type=int, default=None, help="seeds of GRPO and DynaMO (default 16)")
+    parser.add_argument("--main-seeds", type=int, default=None,
+                        help="seeds of the other rows of the main group (default 8)")
+    parser.add_argument("--budget-seeds", type=int, default=None, help="seeds of the budget sweep (default 8)")
+    parser.add_argument("--rows", type=_names, default=None,
+                        help=f"main-group rows, comma-separated (default {','.join(MAIN_ROWS)}); names from "
+                             "experiments.study_plan.ROWS, dynamo_rl.presets.METHODS or --row")
+    parser.add_argument("--row", action="append", default=[], metavar="NAME=METHOD[:PRESET][,SECTION.FIELD=VALUE...]",
+                        help="define a row and add it to the main group (repeatable), e.g. "
+                             "--row eps_high_0.3=grpo,loss.eps_high=0.3")
+    parser.add_argument("--allocators", type=_names, default=None,
+                        help=f"allocator rows inside DynaMO (default {','.join(ALLOCATORS)}; names missing from "
+                             "dynamo_rl.core.allocation.ALLOCATOR_NAMES are skipped with a note)")
+    parser.add_argument("--budgets", type=lambda t: tuple(int(v) for v in _names(t)), default=None,
+                        help=f"mean rollouts per prompt of the budget sweep (default {','.join(map(str, BUDGETS))})")
+    parser.add_argument("--budget-rows", type=_names, default=None,
+                        help=f"rows of the budget sweep (default {','.join(BUDGET_ROWS)})")
+    parser.add_argument("--no-variance", action="store_true", help="skip the gradient-variance measurement")
     parser.add_argument("--model", default=None,
-                        help="folder of the arith model to start from (default: a copy of the shipped demo model, made "
+                        help="folder of the model to start from (default: a copy of the shipped demo model, made "
                              "once into OUTPUT/models/arith)")
     parser.add_argument("--steps", type=int, default=None, help="override the training steps of every run")
     parser.add_argument("--size", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of experiments.study_plan.Sizes (repeatable), e.g. --size lr=3e-4")
-    parser.add_argument("--only", default=None, help="run only run ids containing one of these comma-separated texts (e.g. main/grpo/,main/dynamo/)")
+    parser.add_argument("--only", default=None,
+                        help="run only unit ids containing one of these comma-separated texts (e.g. main/grpo/,"
+                             "main/dynamo/,variance/)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="submit no new unit after this many minutes (finished runs are kept; rerun to continue)")
     parser.add_argument("--report-only", action="store_true", help="no training: tables and plots from the results")
     parser.add_argument("--no-report", action="store_true", help="train only")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
-    args.output = Path(args.output or ("runs/study_quick" if args.quick else "runs/study"))
+    args.output = Path(args.output or ("runs/study_quick" if args.quick else "runs/study3"))
     args.plots = Path(args.plots) if args.plots else (
         args.output / "plots" if args.quick else REPO / "docs" / "results" / args.output.name)
     return args
+
+
+def plan_options(args: argparse.Namespace) -> PlanOptions:
+    base = QUICK_OPTIONS if args.quick else PlanOptions()
+    extra = dict(define_row(text) for text in args.row)
+    for name in extra:
+        resolve_row(name, extra)
+    changes: dict[str, Any] = {"extra_rows": extra, "variance": not args.no_variance}
+    for field, value in (("core_seeds", args.core_seeds), ("main_seeds", args.main_seeds),
+                         ("budget_seeds", args.budget_seeds), ("rows", args.rows), ("allocators", args.allocators),
+                         ("budgets", args.budgets), ("budget_rows", args.budget_rows)):
+        if value is not None:
+            changes[field] = value
+    options = dataclasses.replace(base, **changes)
+    for name in options.rows:
+        resolve_row(name, extra)  # unknown names fail before anything runs
+    return options
 
 
 def apply_size_overrides(sizes: Sizes, overrides: list[str]) -> Sizes:
@@ -94,18 +150,20 @@ def _check_plan_file(output: Path, sizes: Sizes, quick: bool, model: str | None)
     """Refuse to mix results of different run sizes in one study folder."""
     path = output / "plan.json"
     sizes_dict = json.loads(json.dumps(dataclasses.asdict(sizes)))
+    commands: list[str] = []
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("sizes") != sizes_dict:
             raise SystemExit(f"error: {output} holds a study with other sizes ({old.get('sizes')}); "
                              f"use another --output or delete it")
+        commands = old.get("commands", [old["command"]] if "command" in old else [])
+    command = " ".join([Path(sys.executable).name, *sys.argv])
     write_json_atomic(path, {"sizes": sizes_dict, "quick": quick, "model": model, "model_card": _model_card(model),
-                             "commit": git_commit(),
-                             "command": " ".join([sys.executable, *sys.argv])})
+                             "commit": git_commit(), "command": command, "commands": [*commands, command]})
 
 
 def _model_card(model: str | None) -> dict[str, Any]:
-    """SHA-256 of the arith model's weights and its measured warm-start accuracy (demo_card.json)."""
+    """SHA-256 of the model's weights and its measured warm-start accuracy (demo_card.json)."""
     import hashlib
 
     from dynamo_rl.demo.model import DEMO_ASSETS
@@ -142,29 +200,33 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_all(specs: list[RunSpec], sizes: Sizes, output: Path, workers: int, model: str | None = None) -> list[str]:
-    """Train every spec without a result file, ``workers`` at a time; returns the ids of failed runs."""
+def run_all(specs: list[RunSpec], sizes: Sizes, output: Path, workers: int, model: str | None = None,
+            max_minutes: float | None = None) -> list[str]:
+    """Run every unit without a result file, ``workers`` at a time, each after the unit it needs; returns the ids
+    of failed (or, past ``max_minutes``, unstarted) units."""
     todo = [s for s in specs if not result_path(output, s).exists()]
-    families = sorted({s.family for s in todo if s.family != "arith" and not (model_dir(output, s.family) /
-                                                                               "model.safetensors").exists()})
-    total = len(todo) + len(families)
-    print(f"[study] {len(specs) - len(todo)} of {len(specs)} runs already done; {len(todo)} runs and "
-          f"{len(families)} warm starts to do with {workers} workers", flush=True)
-    if not total:
+    print(f"[study] {len(specs) - len(todo)} of {len(specs)} units already done; {len(todo)} to do with {workers} "
+          f"workers", flush=True)
+    if not todo:
         return []
     sizes_dict = json.loads(json.dumps(dataclasses.asdict(sizes)))
-    pending_pretrain = set(families)
+    total = len(todo)
     failed: list[str] = []
     done = 0
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
         running: dict[Future, str] = {}
-        for family in families:
-            running[pool.submit(pretrain_family, family, sizes.pretrain_steps, str(output), model)] = f"pretrain/{family}"
         while todo or running:
-            ready = [s for s in todo if s.family not in pending_pretrain]
-            while ready and len(running) < workers + 1:  # one queued task keeps both workers busy
+            in_time = max_minutes is None or time.perf_counter() - start < max_minutes * 60
+            pending = {s.run_id for s in todo} | set(running.values())
+            ready = [s for s in todo if s.after is None or (s.after not in pending and s.after not in failed)]
+            blocked = [s for s in todo if s.after is not None and s.after in failed]
+            for spec in blocked:
+                todo.remove(spec)
+                failed.append(spec.run_id)
+                print(f"[study] SKIPPED {spec.run_id}: {spec.after} failed", flush=True)
+            while in_time and ready and len(running) < workers + 1:  # one queued task keeps both workers busy
                 spec = ready.pop(0)
                 todo.remove(spec)
                 running[pool.submit(execute_run, spec.to_dict(), sizes_dict, str(output), model)] = spec.run_id
@@ -184,13 +246,9 @@ def run_all(specs: list[RunSpec], sizes: Sizes, output: Path, workers: int, mode
                 except Exception as err:  # noqa: BLE001 - one failed run must not stop the study
                     failed.append(name)
                     print(f"[study {done}/{total}] FAILED {name}: {type(err).__name__}: {err}", flush=True)
-                if name.startswith("pretrain/"):
-                    family = name.split("/", 1)[1]
-                    pending_pretrain.discard(family)
-                    if name in failed:
-                        skipped = [s for s in todo if s.family == family]
-                        failed.extend(s.run_id for s in skipped)
-                        todo = [s for s in todo if s.family != family]
+    if todo:
+        print(f"[study] stopped after --max-minutes {max_minutes}: {len(todo)} units not started; rerun the same "
+              f"command to continue", flush=True)
     print(f"[study] finished in {(time.perf_counter() - start) / 60:.1f} min; {len(failed)} failed", flush=True)
     return failed
 
@@ -202,8 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is not None:
         sizes = dataclasses.replace(sizes, steps=args.steps)
     sizes = apply_size_overrides(sizes, args.size)
-    specs = build_plan(quick=args.quick, main_seeds=args.main_seeds, baseline_seeds=args.baseline_seeds,
-                       family2_seeds=args.family2_seeds, alpha_seeds=args.alpha_seeds)
+    try:
+        options = plan_options(args)
+    except (KeyError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    specs = build_plan(options, quiet=args.report_only)
     if args.only:
         specs = [s for s in specs if any(part in s.run_id for part in args.only.split(","))]
     args.output.mkdir(parents=True, exist_ok=True)
@@ -211,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         model = str(Path(args.model).resolve()) if args.model else _snapshot_demo_model(args.output)
         _check_plan_file(args.output, sizes, args.quick, model)
-        failed = run_all(specs, sizes, args.output, args.workers, model)
+        print(f"[study] {sizes.steps} rollout batches × {sizes.prompts_per_step} prompts × {sizes.mean_rollouts} "
+              f"rollouts = {sizes.total_rollouts} rollouts per run; {sizes.updates_per_batch} optimiser steps per "
+              f"batch (mini-batches of {sizes.mini_batch_prompts} prompts)", flush=True)
+        failed = run_all(specs, sizes, args.output, args.workers, model, args.max_minutes)
         if failed:
             write_json_atomic(args.output / "failures.json", failed)
     if not args.no_report:

@@ -73,11 +73,16 @@ def make_tiny_qwen2(vocab_size: int | None = None, hidden: int = 32, layers: int
 
 def save_tiny_model(directory: str | Path, *, hidden: int = 32, layers: int = 2, heads: int = 2,
                     seed: int = 0, initializer_range: float = 0.2) -> Path:
-    """Save a tiny Qwen2 and its tokenizer to ``directory`` (``from_pretrained``-loadable); returns the path."""
+    """Save a tiny Qwen2 and its tokenizer to ``directory`` (``from_pretrained``-loadable); returns the path.
+
+    The weights are saved as the equivalent Llama (``dynamo_rl.demo.model.as_llama``: same logits), because
+    ``AutoTokenizer`` swaps the tokenizer of a ``qwen2`` folder for the byte-level Qwen2 one."""
+    from dynamo_rl.demo.model import as_llama
+
     directory = Path(directory)
     tokenizer = make_tiny_tokenizer()
     model = make_tiny_qwen2(len(tokenizer), hidden=hidden, layers=layers, heads=heads, seed=seed,
                             initializer_range=initializer_range)
-    model.save_pretrained(directory)
+    as_llama(model).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

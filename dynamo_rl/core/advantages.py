@@ -95,6 +95,7 @@ def compute_advantages(name: str, rewards: torch.Tensor, group_ids: torch.Tensor
     if not rewards.dtype.is_floating_point:
         rewards = rewards.to(torch.get_default_dtype())
     if not bool(torch.isfinite(rewards).all()):
-        raise ValueError(f"rewards must be finite, got non-finite values at rows "
-                         f"{torch.nonzero(~torch.isfinite(rewards)).flatten().tolist()[:10]}")
+        rows = torch.nonzero(~torch.isfinite(rewards)).flatten().tolist()
+        raise ValueError(f"rewards must be finite, got non-finite values at rows {rows[:10]} "
+                         f"(rewards[{rows[0]}] = {float(rewards[rows[0]])}); check the reward function")
     return fn(rewards, group_ids, **kwargs)

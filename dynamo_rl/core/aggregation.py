@@ -5,9 +5,9 @@ Implements the reductions used around Eq. (3) / Eq. (15) of DynaMO (arXiv 2602.1
 * ``token-mean``: Σ_{i,t} m·ℓ / Σ_{i,t} m (DAPO; DynaMO's default).
 * ``seq-mean-token-mean``: mean over sequences of Σ_t m·ℓ / |o_i| (original GRPO).
 * ``seq-mean-token-sum``: mean over sequences of Σ_t m·ℓ.
-* ``seq-mean-token-sum-norm``: Σ_{i,t} m·ℓ / L_max (Dr. GRPO), L_max = T unless a normaliser is given.
+* ``seq-mean-token-sum-norm``: Σ_{i,t} m·ℓ / (L_max · #non-empty sequences) (Dr. GRPO, as verl and TRL), L_max = T.
 
-``normalizer`` replaces the mode's denominator (Σm, the number of sequences, or L_max). Under gradient accumulation
+``normalizer`` replaces the mode's denominator (Σm, the number of sequences, or L_max × sequences). Under gradient accumulation
 pass the count over the whole mini-batch (e.g. its global token count for ``token-mean``) so that summing the
 micro-batch losses gives exactly the mini-batch loss. Sequence counts include only rows with at least one valid
 token. Every denominator is clamped to ≥ 1, so an all-masked batch gives 0, never NaN.
@@ -71,11 +71,14 @@ def seq_mean_token_sum(loss: torch.Tensor, mask: torch.Tensor,
 @AGGREGATIONS.register("seq-mean-token-sum-norm")
 def seq_mean_token_sum_norm(loss: torch.Tensor, mask: torch.Tensor,
                             normalizer: float | torch.Tensor | None = None) -> torch.Tensor:
-    """Dr. GRPO: Σ_{i,t} m·ℓ / L_max, with L_max = ``normalizer`` or the padded length T.
+    """Dr. GRPO: the mean over sequences of Σ_t m·ℓ / L_max = Σ_{i,t} m·ℓ / (L_max · #non-empty sequences), with
+    L_max the padded length T (verl 0.9.1 ``agg_loss`` and TRL ``loss_type="dr_grpo"``).
 
-    Pass the maximum response length as ``normalizer`` to keep L_max constant through training, as Dr. GRPO does.
+    ``normalizer`` replaces the whole denominator: pass L_max × (#sequences of the mini-batch) with L_max the
+    maximum response length, to keep L_max constant through training as Dr. GRPO does.
     """
-    default = torch.tensor(float(loss.shape[-1]), dtype=loss.dtype, device=loss.device)
+    lengths = mask.sum(dim=-1)
+    default = float(loss.shape[-1]) * (lengths > 0).sum().to(loss.dtype)
     return _masked(loss, mask).sum() / _denominator(default, normalizer)
 
 

@@ -5,7 +5,10 @@ Three steps, each a pure numpy function:
 1. :func:`bernoulli_variance` / :func:`priorities` turn cumulative success counts into weights (Eq 6 plus the
    authors' heuristics, each an explicit option; NaN = not enough history).
 2. :func:`allocate` splits an integer budget into per-prompt rollout counts n_i ∈ [n_min, n_max] with Σ n_i = budget,
-   by one of the registered :data:`ALLOCATORS` (``uniform``, ``official``, ``waterfill``).
+   by one of the registered weight-based :data:`ALLOCATORS` (``uniform``, ``official``, ``waterfill``, ``optimal``).
+   :func:`allocate_rollouts` is the one entry point for every name in :data:`ALLOCATOR_NAMES`: it also runs the
+   history-based :data:`HISTORY_ALLOCATORS` (``variance_matched``: the smallest budget whose variance-optimal
+   allocation matches uniform's estimator variance; ``knapsack``: Knapsack RL, Li et al. 2025, arXiv 2509.25849).
 3. :func:`variance_reduction_ratio` / :func:`optimal_variance_ratio` measure the gain (Eq 44).
 
 Determinism and permutation equivariance: every allocator runs on the prompts sorted into a *canonical order*
@@ -19,18 +22,30 @@ each tie class (equivariant in distribution over a random input order). See docs
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from dynamo_rl.core.allocators import ALLOCATORS, canonical_order, water_level
+from dynamo_rl.core.allocators import (
+    ALLOCATORS,
+    canonical_order,
+    knapsack_counts,
+    nan_share,
+    variance_matched_counts,
+    water_level,
+)
+from dynamo_rl.core.registry import Registry
 
 __all__ = [
     "ALLOCATORS",
+    "ALLOCATOR_NAMES",
+    "HISTORY_ALLOCATORS",
     "AllocationResult",
     "allocate",
     "allocate_rollouts",
     "bernoulli_variance",
+    "knapsack_value",
     "optimal_variance_ratio",
     "priorities",
     "variance_reduction_ratio",
@@ -232,9 +247,11 @@ class AllocationResult:
     num_rollouts: np.ndarray
     """int64 (M,): rollouts per prompt, Σ = ``budget``."""
     weights: np.ndarray
-    """float64 (M,): the priorities used; NaN = not enough history."""
+    """float64 (M,): the priorities used; NaN = not enough history. ``variance_matched``: σ_i = √P_i;
+    ``knapsack``: the success rate p̂_i = c_i/n_i."""
     budget: int
-    """Effective budget after the infeasible-budget policy."""
+    """Rollouts actually allocated (Σ ``num_rollouts``): the effective budget after the infeasible-budget policy,
+    less ``rollouts_saved`` (only ``variance_matched`` saves any)."""
     requested_budget: int
     n_min: int
     """Effective lower bound (differs from the requested one only under ``scale_min``)."""
@@ -242,15 +259,25 @@ class AllocationResult:
     allocator: str
     notes: tuple[str, ...] = ()
     """Human-readable notes, e.g. that the budget was clamped; empty when nothing was adjusted."""
+    rollouts_saved: int | None = None
+    """``variance_matched``: effective budget − rollouts allocated (≥ 0); None for allocators that spend it all."""
+    target_met: bool | None = None
+    """``variance_matched``: whether Σσ²/n ≤ ``variance_target_ratio`` × uniform's variance was reached within the
+    budget (False: even the full budget misses it, so all of it is used; see ``notes``). None: not applicable
+    (other allocators, or no prompt has history)."""
+    estimator_variance: float | None = None
+    """``variance_matched``: Σ σ_i²/n_i over the prompts with history (σ_i = √P_i, Eq 6)."""
+    uniform_variance: float | None = None
+    """``variance_matched``: Σ σ_i²/n̄ over the same prompts, n̄ = effective budget / M (uniform allocation)."""
 
     def metrics(self) -> dict[str, float]:
         """Scalars for logging (prefix them with e.g. ``allocation/``)."""
         n = self.num_rollouts
         if n.size == 0:
             return {"budget": float(self.budget)}
-        return {
+        out = {
             "budget": float(self.budget),
-            "budget_adjusted": float(self.budget != self.requested_budget),
+            "budget_adjusted": float(self.budget + (self.rollouts_saved or 0) != self.requested_budget),
             "n_mean": float(n.mean()),
             "n_std": float(n.std()),
             "n_min": float(n.min()),
@@ -259,6 +286,129 @@ class AllocationResult:
             "frac_at_n_max": float((n == self.n_max).mean()),
             "frac_no_history": float(np.isnan(self.weights).mean()),
         }
+        if self.rollouts_saved is not None:
+            out["rollouts_saved"] = float(self.rollouts_saved)
+        if self.target_met is not None:
+            out["target_met"] = float(self.target_met)
+        if self.estimator_variance is not None and self.uniform_variance is not None:
+            out["estimator_variance"] = self.estimator_variance
+            out["uniform_variance"] = self.uniform_variance
+            out["variance_ratio"] = (self.estimator_variance / self.uniform_variance if self.uniform_variance > 0
+                                     else 1.0)
+        return out
+
+
+# ------------------------------------------------------------------------------------- history-based allocators
+@dataclass(frozen=True)
+class _Outcome:
+    counts: np.ndarray
+    weights: np.ndarray
+    notes: tuple[str, ...] = ()
+    rollouts_saved: int | None = None
+    target_met: bool | None = None
+    estimator_variance: float | None = None
+    uniform_variance: float | None = None
+
+
+HistoryAllocator = Callable[..., _Outcome]
+HISTORY_ALLOCATORS: Registry[HistoryAllocator] = Registry("history-based allocator")
+"""Allocators that need the success counts themselves, not priorities. Each is called as
+``fn(num_correct, num_samples, plan, *, min_history, variance_target_ratio)`` with validated (M,) counts and a
+feasible plan, and returns an outcome with counts in input order (Σ ≤ plan budget, bounds met)."""
+
+
+def _with_history(num_samples: np.ndarray, min_history: int | None) -> np.ndarray:
+    return num_samples >= (2 if min_history is None else min_history)
+
+
+def _in_order(values: np.ndarray, num_samples: np.ndarray, fill: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Run ``fill`` on the prompts in canonical order (by ``values``) and return its counts in input order."""
+    order = canonical_order(values, num_samples)
+    out = np.empty(values.size, dtype=np.int64)
+    out[order] = fill(order)
+    return out
+
+
+@HISTORY_ALLOCATORS.register("variance_matched")
+def _variance_matched(c: np.ndarray, n: np.ndarray, plan: _Plan, *, min_history: int | None,
+                      variance_target_ratio: float, **_: object) -> _Outcome:
+    """Smallest budget B' ≤ B whose variance-optimal integer allocation (``optimal`` with σ_i = √P_i) has
+    Σ σ_i²/n_i ≤ ρ·Σ σ_i²/n̄ (uniform at n̄ = B/M), over the prompts with history. Prompts without history get the
+    uniform share (``nan_share``) and are left out of both sums; σ = 0 prompts get n_min."""
+    m = c.size
+    known = _with_history(n, min_history)
+    sigma = np.full(m, np.nan)
+    sigma[known] = np.sqrt(np.clip(bernoulli_variance(c[known], n[known]), 0.0, None))
+    k_nan = m - int(known.sum())
+    nan_total = int(nan_share(k_nan, plan.budget, m).sum())
+    mean = plan.budget / m
+    s2 = sigma[known] ** 2
+    uniform = float(s2.sum() / mean) if known.any() else None
+    state: dict[str, bool] = {}
+
+    def fill(order: np.ndarray) -> np.ndarray:
+        w = sigma[order]
+        nan = np.isnan(w)
+        out = np.empty(m, dtype=np.int64)
+        out[nan] = nan_share(k_nan, plan.budget, m)
+        counts, met = variance_matched_counts(w[~nan], plan.budget - nan_total, plan.n_min, plan.n_max,
+                                              variance_target_ratio * (uniform or 0.0))
+        out[~nan] = counts
+        state["met"] = met
+        return out
+
+    counts = _in_order(sigma, n, fill)
+    spent = int(counts.sum())
+    if uniform is None:
+        return _Outcome(counts, sigma, ("no prompt has enough history: uniform share, no variance target",),
+                        rollouts_saved=plan.budget - spent)
+    variance = float((s2 / counts[known]).sum())
+    notes: tuple[str, ...] = ()
+    if not state["met"]:
+        notes = (f"variance target not met: Σσ²/n = {variance:.6g} > {variance_target_ratio:g} × uniform "
+                 f"{uniform:.6g} even with the full budget {plan.budget} (bounds [{plan.n_min}, {plan.n_max}] bind); "
+                 f"the full budget is used",)
+    return _Outcome(counts, sigma, notes, rollouts_saved=plan.budget - spent, target_met=state["met"],
+                    estimator_variance=variance, uniform_variance=uniform)
+
+
+@HISTORY_ALLOCATORS.register("knapsack")
+def _knapsack(c: np.ndarray, n: np.ndarray, plan: _Plan, *, min_history: int | None, **_: object) -> _Outcome:
+    """Knapsack RL (Li et al. 2025): maximise Σ Value(n_i, p̂_i), p̂_i = c_i/n_i from history, spending the whole
+    budget (exact greedy, Value is concave in n). Prompts without history get the uniform share (``nan_share``)."""
+    m = c.size
+    known = _with_history(n, min_history)
+    p = np.full(m, np.nan)
+    p[known] = c[known] / n[known]
+    k_nan = m - int(known.sum())
+
+    def fill(order: np.ndarray) -> np.ndarray:
+        w = p[order]
+        nan = np.isnan(w)
+        out = np.empty(m, dtype=np.int64)
+        out[nan] = nan_share(k_nan, plan.budget, m)
+        out[~nan] = knapsack_counts(w[~nan], plan.budget - int(out[nan].sum()), plan.n_min, plan.n_max)
+        return out
+
+    return _Outcome(_in_order(p, n, fill), p)
+
+
+ALLOCATOR_NAMES: tuple[str, ...] = tuple(sorted(set(ALLOCATORS.names()) | set(HISTORY_ALLOCATORS.names())))
+"""Every allocator name :func:`allocate_rollouts` accepts (weight-based and history-based), sorted."""
+
+
+def knapsack_value(num_rollouts: object, success_rate: object) -> np.ndarray:
+    """Value(N, p) = (1 − p^N − (1 − p)^N)·p(1 − p)² of Knapsack RL (Li et al. 2025, arXiv 2509.25849): the
+    probability that a group of N rollouts has a non-zero GRPO gradient times the information gain p(1 − p)².
+    Arrays of any broadcastable shapes; p ∈ [0, 1], N ≥ 0."""
+    big_n = np.asarray(num_rollouts, dtype=np.float64)
+    p = np.asarray(success_rate, dtype=np.float64)
+    if not (np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()):
+        raise ValueError("success_rate must lie in [0, 1]")
+    if not (np.isfinite(big_n).all() and (big_n >= 0).all()):
+        raise ValueError("num_rollouts must be finite and ≥ 0")
+    q = 1.0 - p
+    return (1.0 - p**big_n - q**big_n) * p * q * q
 
 
 def allocate_rollouts(
@@ -276,13 +426,53 @@ def allocate_rollouts(
     tie_breaker: float | None = 1e-6,
     n_explore: int = 4,
     infeasible: str = "clamp_budget",
+    variance_target_ratio: float = 1.0,
 ) -> AllocationResult:
-    """History counts → priorities → integer allocation (Eq 5-6 and Algorithm 1 of DynaMO, arXiv 2602.19208).
+    """History counts → integer allocation, for every name in :data:`ALLOCATOR_NAMES` (Eq 5-6 and Algorithm 1 of
+    DynaMO, arXiv 2602.19208; ``knapsack``: Li et al. 2025, arXiv 2509.25849).
 
     ``num_correct``, ``num_samples``: (M,) cumulative counts of the prompts in the batch (e.g. from
     ``SuccessHistory.counts``). The keyword names are exactly ``AllocationConfig.core_kwargs()``.
+
+    Weight-based allocators (:data:`ALLOCATORS`: ``uniform``, ``official``, ``waterfill``, ``optimal``) split the
+    budget by the priorities of :func:`priorities`. History-based ones (:data:`HISTORY_ALLOCATORS`) read the counts
+    directly and ignore the priority options (``proxy_power``, ``weight_floor``, ``mastery_threshold``,
+    ``tie_breaker``, ``n_explore``); prompts with fewer than ``min_history`` samples get the uniform share:
+
+    * ``variance_matched``: the smallest budget B' ≤ B whose exact variance-optimal allocation (σ_i = √P_i) has
+      estimator variance Σσ_i²/n_i ≤ ``variance_target_ratio`` × Σσ_i²/n̄ (uniform at n̄ = B/M); ρ > 1 saves more
+      rollouts, ρ < 1 buys a lower variance. ``budget`` of the result is then B' ≤ B.
+    * ``knapsack``: maximises Σ (1 − p̂^n − (1 − p̂)^n)·p̂(1 − p̂)², p̂ = c/n, spending the whole budget.
     """
     c, n = _count_pair(num_correct, num_samples)
+    if not (isinstance(variance_target_ratio, (int, float)) and not isinstance(variance_target_ratio, bool)
+            and math.isfinite(variance_target_ratio) and variance_target_ratio > 0):
+        raise ValueError(f"variance_target_ratio={variance_target_ratio!r} must be a finite number > 0")
+    if allocator not in ALLOCATORS and allocator not in HISTORY_ALLOCATORS:
+        raise ValueError(f"allocator={allocator!r}: unknown; valid names: {', '.join(ALLOCATOR_NAMES)}")
+    if allocator in HISTORY_ALLOCATORS:
+        if min_history is not None:
+            _integer("min_history", min_history, 2)
+        _, requested, lo, hi, n = _prepare(np.zeros(c.size), budget, n_min, n_max, n)
+        _integer("n_explore", n_explore, 0)
+        plan = _plan(c.size, requested, lo, hi, infeasible)
+        if c.size == 0:
+            return AllocationResult(num_rollouts=np.zeros(0, dtype=np.int64), weights=np.zeros(0), budget=0,
+                                    requested_budget=requested, n_min=plan.n_min, n_max=plan.n_max,
+                                    allocator=allocator, notes=plan.notes)
+        out = HISTORY_ALLOCATORS.get(allocator)(c, n, plan, min_history=min_history,
+                                                variance_target_ratio=float(variance_target_ratio))
+        counts = out.counts
+        spent = int(counts.sum())
+        if spent > plan.budget or counts.min() < plan.n_min or counts.max() > plan.n_max or (
+                out.rollouts_saved is None and spent != plan.budget):
+            raise RuntimeError(f"allocator {allocator!r} broke its contract: sum {spent} vs budget {plan.budget}, "
+                               f"counts in [{int(counts.min())}, {int(counts.max())}] vs [{plan.n_min}, {plan.n_max}]")
+        return AllocationResult(num_rollouts=counts, weights=out.weights, budget=spent, requested_budget=requested,
+                                n_min=plan.n_min, n_max=plan.n_max, allocator=allocator,
+                                notes=plan.notes + out.notes, rollouts_saved=out.rollouts_saved,
+                                target_met=out.target_met, estimator_variance=out.estimator_variance,
+                                uniform_variance=out.uniform_variance)
     w = priorities(c, n, proxy_power=proxy_power, min_history=min_history, weight_floor=weight_floor,
                    mastery_threshold=mastery_threshold, tie_breaker=tie_breaker)
     w, requested, n_min, n_max, n = _prepare(w, budget, n_min, n_max, n)

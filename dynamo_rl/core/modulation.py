@@ -13,6 +13,12 @@ original advantage ``A`` is used for the sign test and for ξ. Every returned fa
 taken over valid tokens of the tensors passed in (the micro-batch, as in the authors' code); a caller that normalises
 over a larger scope (A6: ``mini`` / ``global``) computes :func:`entropy_minmax` and :func:`instability_stats` on each
 part, reduces them (min / max / sum) and passes ``entropy_range`` / ``instability_max`` / ``instability_count``.
+
+Non-finite inputs (beyond the paper): a valid token whose entropy, log-probability, old log-probability or Σπ²Λ is
+NaN or ±inf is left out of ``H_min``/``H_max``, of the ``seq_mean_baseline`` row mean, of ``max Ξ`` and of the UMS
+count, and gets the factors ``f = g = 1`` (``Ξ = 0``); :func:`modulate_advantages` reports how many in
+``mod/nonfinite_tokens``. One bad token therefore cannot turn a whole batch's modulated advantages into NaN. For
+finite inputs every result is bit for bit what it was without these guards.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from dataclasses import dataclass, field
 import torch
 
 ENTROPY_CHANGE_MODES = ("seq_mean_baseline", "exact", "pi2")
+NONFINITE_TOKENS = "mod/nonfinite_tokens"
+"""Metric key: valid tokens left out of the modulation because an input was NaN or ±inf (their factor is 1)."""
 _RANGE_EPS = 1e-8
 _MAX_EPS = 1e-8
 
@@ -66,11 +74,12 @@ def _as_tensor(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def entropy_minmax(entropy: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(H_min, H_max)`` over valid tokens, 0-d tensors (the normaliser of Eq. 9 of DynaMO, arXiv 2602.19208).
 
-    Padding never sets them. With no valid token, ``H_min = +inf`` and ``H_max = −inf`` (so a reduction over several
-    micro-batches with ``min``/``max`` ignores the empty one, and a range < 1e-8 disables GC).
+    Padding and non-finite entropies never set them. With no (finite) valid token, ``H_min = +inf`` and
+    ``H_max = −inf`` (so a reduction over several micro-batches with ``min``/``max`` ignores the empty one, and a
+    range < 1e-8 disables GC).
     """
     entropy = entropy.detach()
-    valid = _valid(mask, entropy)
+    valid = _valid(mask, entropy) & torch.isfinite(entropy)
     inf = torch.tensor(float("inf"), dtype=entropy.dtype, device=entropy.device)
     h_min = torch.where(valid, entropy, inf).amin() if entropy.numel() else inf
     h_max = torch.where(valid, entropy, -inf).amax() if entropy.numel() else -inf
@@ -83,7 +92,8 @@ def gradient_compensation(advantages: torch.Tensor, entropy: torch.Tensor, mask:
     """GC factor ``f`` of Eq. (8)-(9) of DynaMO, arXiv 2602.19208: ``(B, T)``, detached.
 
     ``f = 1 + (μ_max − 1)(H_max − H)/(H_max − H_min)`` for valid tokens with ``A > 0``; 1 for ``A ≤ 0`` and padding.
-    ``H_min/H_max`` come from ``entropy_range`` or else from the valid tokens here (:func:`entropy_minmax`). When
+    ``H_min/H_max`` come from ``entropy_range`` or else from the valid tokens here (:func:`entropy_minmax`). A token
+    with a non-finite entropy gets ``f = 1``. When
     ``H_max − H_min < 1e-8`` (constant entropy, one token, no valid token) ``f = 1``. The normalised position is
     clamped to [0, 1], so ``f ∈ [1, μ_max]`` even if a caller's range does not contain every H.
     """
@@ -104,7 +114,7 @@ def gradient_compensation(advantages: torch.Tensor, entropy: torch.Tensor, mask:
     safe_max = torch.where(ok, h_max, torch.zeros_like(h_max))
     position = ((safe_max - entropy) / safe_span).clamp(0.0, 1.0)
     boost = 1.0 + (mu_max - 1.0) * position
-    apply = valid & (advantages.detach() > 0) & ok
+    apply = valid & (advantages.detach() > 0) & ok & torch.isfinite(entropy)
     return torch.where(apply, boost, torch.ones_like(boost))
 
 
@@ -134,15 +144,18 @@ def entropy_change(advantages: torch.Tensor, ratio: torch.Tensor, logprobs: torc
         seq_mean_baseline:  ΔĤ = −ξ · (π Λ − mean_{valid t' of the row} π_t' Λ_t')   (authors' code, HEAD)
         pi2:                ΔĤ = −ξ · π² Λ                          (first release, "factorised" Eq 10, A7)
 
-    Only |ΔĤ| (Eq 11) enters UMS, so the sign does not affect training. Padding gives 0. Inputs are detached.
+    Only |ΔĤ| (Eq 11) enters UMS, so the sign does not affect training. Padding gives 0, and so does a token with a
+    non-finite input (ratio, log π, H, A or Σπ²Λ), which is also left out of its row's ``seq_mean_baseline``.
+    Inputs are detached.
     """
     _check_same("ratio", ratio, advantages)
     _check_same("logprobs", logprobs, advantages)
     _check_same("entropy", entropy, advantages)
     if mode not in ENTROPY_CHANGE_MODES:
         raise ValueError(f"entropy_change_mode must be one of {', '.join(ENTROPY_CHANGE_MODES)}, got {mode!r}")
-    valid = _valid(mask, advantages)
     advantages, logprobs, entropy = advantages.detach(), logprobs.detach(), entropy.detach()
+    valid = (_valid(mask, advantages) & torch.isfinite(advantages) & torch.isfinite(ratio) & torch.isfinite(logprobs)
+             & torch.isfinite(entropy))
     xi = clip_indicator(ratio, advantages, eps_low=eps_low, eps_high=eps_high) * ratio.detach() * advantages
     prob = logprobs.exp()
     centered = logprobs + entropy  # Λ
@@ -156,6 +169,7 @@ def entropy_change(advantages: torch.Tensor, ratio: torch.Tensor, logprobs: torc
                                  "(token_stats(..., with_centered=True).sum_sq_probs_centered)")
             _check_same("sum_sq_probs_centered", sum_sq_probs_centered, advantages)
             baseline = sum_sq_probs_centered.detach().to(pi_lambda.dtype)
+            valid = valid & torch.isfinite(baseline)
         else:
             if pi_lambda.dim() != 2:
                 raise ValueError(f"seq_mean_baseline needs (B, T) tensors, got shape {tuple(pi_lambda.shape)}")
@@ -170,10 +184,11 @@ def entropy_change(advantages: torch.Tensor, ratio: torch.Tensor, logprobs: torc
 def instability_stats(instability: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(max Ξ, number of valid tokens with Ξ > 0)`` as 0-d tensors (normaliser of Eq. 12, A8 global max).
 
-    Reduce with ``max`` / ``sum`` across micro-batches for a wider scope (A6). Max of no valid token is 0.
+    Reduce with ``max`` / ``sum`` across micro-batches for a wider scope (A6). Max of no valid token is 0; a
+    non-finite Ξ is left out of both.
     """
     inst = instability.detach()
-    valid = _valid(mask, inst)
+    valid = _valid(mask, inst) & torch.isfinite(inst)
     masked = torch.where(valid, inst, torch.zeros_like(inst))
     inst_max = masked.amax() if inst.numel() else torch.zeros((), dtype=inst.dtype, device=inst.device)
     count = (valid & (inst > 0)).sum()
@@ -193,7 +208,8 @@ def stabilization(instability: torch.Tensor, mask: torch.Tensor, *, lambda_min: 
     ``x = Ξ / (max Ξ + 1e-8)`` with the **global** max over valid tokens (A8; or ``instability_max`` from a wider
     scope), clamped to [0, 1]; ``g(x) = λ_min + (1 − λ_min)/(1 + e^{k(x − τ)})``. Guard (beyond the paper): ``g = 1``
     everywhere when fewer than ``min_tokens`` valid tokens have ``Ξ > 0`` (counted here, or ``instability_count`` from
-    the same scope as ``instability_max``), so a lone token is not damped to λ_min. Padding gets 1.
+    the same scope as ``instability_max``), so a lone token is not damped to λ_min. Padding gets 1, and so does a
+    token whose Ξ (or the normalised x, e.g. under a NaN ``instability_max``) is not finite.
     """
     if not 0 < lambda_min <= 1:
         raise ValueError(f"lambda_min must be in (0, 1], got {lambda_min!r}")
@@ -201,8 +217,8 @@ def stabilization(instability: torch.Tensor, mask: torch.Tensor, *, lambda_min: 
         raise ValueError(f"k must be > 0, got {k!r}")
     if not 0 <= tau <= 1:
         raise ValueError(f"tau must be in [0, 1], got {tau!r}")
-    if not (isinstance(min_tokens, int) and min_tokens >= 1):
-        raise ValueError(f"ums_min_tokens must be an int ≥ 1, got {min_tokens!r}")
+    if not (isinstance(min_tokens, int) and min_tokens >= 0):
+        raise ValueError(f"ums_min_tokens must be an int ≥ 0 (0 = no guard), got {min_tokens!r}")
     inst = instability.detach()
     if not inst.dtype.is_floating_point:
         raise ValueError(f"instability must be a floating tensor, got dtype {inst.dtype}")
@@ -212,7 +228,7 @@ def stabilization(instability: torch.Tensor, mask: torch.Tensor, *, lambda_min: 
     count = local_count if instability_count is None else torch.as_tensor(instability_count, device=inst.device)
     x = (inst / (inst_max + _MAX_EPS)).clamp(0.0, 1.0)
     g = lambda_min + (1.0 - lambda_min) * torch.sigmoid(-k * (x - tau))
-    apply = valid & (count >= min_tokens)
+    apply = valid & (count >= min_tokens) & torch.isfinite(inst) & torch.isfinite(x)
     return torch.where(apply, g, torch.ones_like(g))
 
 
@@ -275,20 +291,26 @@ def modulate_advantages(advantages: torch.Tensor, mask: torch.Tensor, *, logprob
                          f"got {entropy_change_mode!r}")
     valid = _valid(mask, advantages)
     adv = advantages.detach()
+    finite = torch.isfinite(entropy) & torch.isfinite(logprobs) & torch.isfinite(old_logprobs)
+    if stabilization and entropy_change_mode == "exact" and sum_sq_probs_centered is not None:
+        _check_same("sum_sq_probs_centered", sum_sq_probs_centered, advantages)
+        finite &= torch.isfinite(sum_sq_probs_centered)
+    nonfinite = (valid & ~finite).sum()
+    used = valid & finite  # the tokens that enter the normalisers; the others keep factor 1
     ones = torch.ones_like(adv)
     compensation = ones
     if gradient_compensation:
-        compensation = _gc(adv, entropy.detach().to(adv.dtype), valid, mu_max=mu_max, entropy_range=entropy_range)
+        compensation = _gc(adv, entropy.detach().to(adv.dtype), used, mu_max=mu_max, entropy_range=entropy_range)
     factor_stab = ones
     instability = torch.zeros_like(adv)
     if stabilization:
         log_ratio = (logprobs.detach() - old_logprobs.detach()).to(adv.dtype).clamp(-20.0, 20.0)
         centered = None if sum_sq_probs_centered is None else sum_sq_probs_centered.detach().to(adv.dtype)
         change = entropy_change(adv, log_ratio.exp(), logprobs.detach().to(adv.dtype),
-                                entropy.detach().to(adv.dtype), valid, eps_low=eps_low, eps_high=eps_high,
+                                entropy.detach().to(adv.dtype), used, eps_low=eps_low, eps_high=eps_high,
                                 mode=entropy_change_mode, sum_sq_probs_centered=centered)
         instability = change.abs()
-        factor_stab = _ums(instability, valid, lambda_min=lambda_min, k=k, tau=tau, instability_max=instability_max,
+        factor_stab = _ums(instability, used, lambda_min=lambda_min, k=k, tau=tau, instability_max=instability_max,
                            min_tokens=ums_min_tokens, instability_count=instability_count)
     elif not 0 < lambda_min <= 1:
         raise ValueError(f"lambda_min must be in (0, 1], got {lambda_min!r}")
@@ -304,6 +326,7 @@ def modulate_advantages(advantages: torch.Tensor, mask: torch.Tensor, *, logprob
         "mod/frac_damped": _masked_mean((factor_stab < 0.99).to(adv.dtype), valid, 0.0),
         "mod/instability_max": inst_max,
         "mod/factor_mean": _masked_mean(factor, valid, 1.0),
+        NONFINITE_TOKENS: nonfinite.to(adv.dtype),
     }
     return Modulation(advantages=modulated, compensation=compensation.detach(), stabilization=factor_stab.detach(),
                       instability=instability.detach(), metrics={k_: v.detach() for k_, v in metrics.items()})

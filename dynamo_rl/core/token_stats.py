@@ -9,7 +9,11 @@ For temperature-scaled logits ``z = logits / T`` at each position, with ``π = s
 * ``S   = Σ_v π_v² (log π_v + H) = Σ_v π_v² Λ_v`` the full-vocabulary baseline of the exact first-order entropy
   change (Eq. (27); ``Λ = log π + H`` is the centred log-probability of Eq. (16)-(17)), only when requested.
 
-All but ``log π(y)`` are detached. Rows are processed ``chunk_size`` at a time; each chunk is upcast to fp32 (fp64 for
+All but ``log π(y)`` are detached. A position whose logits row has no finite softmax (every entry −inf, or any NaN
+or +inf) would give NaN/±inf statistics that poison every reduction they enter; such positions get 0 for every
+statistic and a zero gradient, and are flagged in ``TokenStats.nonfinite`` (counted by
+:meth:`TokenStats.metrics` as ``stats/nonfinite_tokens``). Callers drop them from their mask. Finite rows are
+computed exactly as before (bit for bit). Rows are processed ``chunk_size`` at a time; each chunk is upcast to fp32 (fp64 for
 fp64 logits) and reduced with a max-shifted exponential, so the extra memory is a few chunk-sized temporaries,
 independent of the number of tokens. The backward pass saves only the per-token log-partition ``log Z`` (fp32, N) and
 recomputes the chunk softmax: ``∂ log π(y) / ∂ logits = (onehot(y) − π) / T``, written in the logits' dtype.
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 import torch
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+NONFINITE_TOKENS = "stats/nonfinite_tokens"
+"""Metric key: positions (in the mask) whose logits row had no finite softmax; their statistics were set to 0."""
 _CHUNK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 24}
 """Default chunk size in elements (rows × vocabulary): 2M (8 MiB per fp32 temporary) on CPU, where small chunks stay
 closer to the caches; 16M (64 MiB) on CUDA, where fewer kernel launches matter more."""
@@ -48,6 +54,17 @@ class TokenStats:
     """Collision probability Σ_v π_v² (Eq. 7), detached."""
     sum_sq_probs_centered: torch.Tensor | None = None
     """Σ_v π_v² (log π_v + H_t) (Eq. 27 baseline), detached; ``None`` unless ``with_centered=True``."""
+    nonfinite: torch.Tensor | None = None
+    """Bool, True where the logits row had no finite softmax (all −inf, or a NaN / +inf entry): every statistic is 0
+    there and ``logprobs`` has zero gradient. Drop these positions from the loss mask (``mask & ~nonfinite``).
+    ``None`` (built by hand) means none."""
+
+    def metrics(self, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``{"stats/nonfinite_tokens": count}`` (0-d tensor) over the positions where ``mask`` is nonzero."""
+        if self.nonfinite is None:
+            return {NONFINITE_TOKENS: torch.zeros((), dtype=torch.int64, device=self.logprobs.device)}
+        flagged = self.nonfinite if mask is None else self.nonfinite & (mask != 0)
+        return {NONFINITE_TOKENS: flagged.sum()}
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -67,7 +84,9 @@ def _default_chunk_rows(vocab: int, device: torch.device) -> int:
 
 def _chunk_forward(chunk: torch.Tensor, tgt: torch.Tensor, inv_temp: float, compute_dtype: torch.dtype,
                    with_centered: bool) -> tuple[torch.Tensor, ...]:
-    """Statistics of one (R, V) chunk. Returns (logprob, log Z, H, Σπ², Σπ²Λ or None), each (R,)."""
+    """Statistics of one (R, V) chunk. Returns (logprob, log Z, H, Σπ², Σπ²Λ or None, nonfinite), each (R,).
+
+    Rows with a non-finite result (no finite softmax) get 0 for every statistic and ``nonfinite`` True."""
     z = chunk.to(compute_dtype, copy=True)  # always a copy: the caller's logits are never modified
     if inv_temp != 1.0:
         z.mul_(inv_temp)
@@ -90,7 +109,14 @@ def _chunk_forward(chunk: torch.Tensor, tgt: torch.Tensor, inv_temp: float, comp
         e.mul_(e)  # e ← e², reused in place
         sum_sq_logp = _rowdot(e, z) / (s * s) - log_s * sum_sq
         centered = sum_sq_logp + entropy * sum_sq
-    return logprob, log_z, entropy, sum_sq, centered
+    bad = ~(torch.isfinite(log_z) & torch.isfinite(logprob) & torch.isfinite(entropy) & torch.isfinite(sum_sq))
+    if centered is not None:
+        bad |= ~torch.isfinite(centered)
+    zero = torch.zeros((), dtype=compute_dtype, device=chunk.device)
+    logprob, entropy, sum_sq = (torch.where(bad, zero, t) for t in (logprob, entropy, sum_sq))
+    if centered is not None:
+        centered = torch.where(bad, zero, centered)
+    return logprob, log_z, entropy, sum_sq, centered, bad
 
 
 class _ChunkedTokenStats(torch.autograd.Function):
@@ -105,36 +131,43 @@ class _ChunkedTokenStats(torch.autograd.Function):
         outs = [torch.empty(num_rows, dtype=compute_dtype, device=logits.device) for _ in range(4)]
         logprob, log_z, entropy, sum_sq = outs
         centered = torch.empty(num_rows, dtype=compute_dtype, device=logits.device) if with_centered else None
+        bad = torch.empty(num_rows, dtype=torch.bool, device=logits.device)
         for start in range(0, num_rows, chunk_rows):
             stop = min(start + chunk_rows, num_rows)
             res = _chunk_forward(logits[start:stop], targets[start:stop], inv_temp, compute_dtype, with_centered)
             logprob[start:stop], log_z[start:stop], entropy[start:stop], sum_sq[start:stop] = res[:4]
             if with_centered:
                 centered[start:stop] = res[4]
-        ctx.save_for_backward(logits, targets, log_z)
+            bad[start:stop] = res[5]
+        ctx.save_for_backward(logits, targets, log_z, bad)
+        ctx.any_bad = bool(bad.any())  # one sync per call; the backward masks only when needed
         ctx.temperature = temperature
         ctx.chunk_rows = chunk_rows
         if with_centered:
-            ctx.mark_non_differentiable(entropy, sum_sq, centered)
-            return logprob, entropy, sum_sq, centered
-        ctx.mark_non_differentiable(entropy, sum_sq)
-        return logprob, entropy, sum_sq
+            ctx.mark_non_differentiable(entropy, sum_sq, centered, bad)
+            return logprob, entropy, sum_sq, centered, bad
+        ctx.mark_non_differentiable(entropy, sum_sq, bad)
+        return logprob, entropy, sum_sq, bad
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_logprob, *unused_grads):
-        logits, targets, log_z = ctx.saved_tensors
+        logits, targets, log_z, bad = ctx.saved_tensors
         grad_logits = None
         if ctx.needs_input_grad[0] and grad_logprob is not None:
             inv_temp = 1.0 / ctx.temperature
             grad_logits = torch.empty_like(logits)
             scale = grad_logprob.to(log_z.dtype) * inv_temp  # (N,)
+            if ctx.any_bad:  # rows without a finite softmax get a zero gradient
+                scale = torch.where(bad, torch.zeros_like(scale), scale)
             for start in range(0, logits.shape[0], ctx.chunk_rows):
                 stop = min(start + ctx.chunk_rows, logits.shape[0])
                 p = logits[start:stop].to(log_z.dtype, copy=True)
                 if inv_temp != 1.0:
                     p.mul_(inv_temp)
                 p.sub_(log_z[start:stop].unsqueeze(1)).exp_()  # p ← softmax(z) of the chunk
+                if ctx.any_bad:
+                    p.masked_fill_(bad[start:stop].unsqueeze(1), 0.0)
                 g = scale[start:stop].unsqueeze(1)
                 p.mul_(g.neg())
                 p.scatter_add_(1, targets[start:stop].unsqueeze(1), g)
@@ -157,7 +190,8 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor, *, temperature: flo
         with_centered: also compute ``Σ_v π_v² (log π_v + H)`` (needed by the ``exact`` entropy-change mode).
 
     Returns:
-        :class:`TokenStats` with fields of shape ``(...)``, float32 (float64 for float64 logits). Only ``logprobs``
+        :class:`TokenStats` with fields of shape ``(...)``, float32 (float64 for float64 logits), and the bool
+        ``nonfinite`` flags (positions without a finite softmax: statistics 0, gradient 0). Only ``logprobs``
         is differentiable; its gradient w.r.t. logits is ``(onehot − π)/T`` in the logits' dtype, recomputed chunk by
         chunk from a saved fp32 ``log Z`` (no N×V tensor is saved for backward).
     """
@@ -174,8 +208,8 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor, *, temperature: flo
                          f"{tuple(logits.shape[:-1])}")
     if targets.device != logits.device:
         raise ValueError(f"targets device {targets.device} != logits device {logits.device}")
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     vocab = logits.shape[-1]
@@ -190,4 +224,4 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor, *, temperature: flo
     outs = _ChunkedTokenStats.apply(flat_logits, flat_targets, float(temperature), chunk_rows, with_centered)
     outs = [o.view(lead) for o in outs]
     return TokenStats(logprobs=outs[0], entropy=outs[1], sum_sq_probs=outs[2],
-                      sum_sq_probs_centered=outs[3] if with_centered else None)
+                      sum_sq_probs_centered=outs[3] if with_centered else None, nonfinite=outs[-1])

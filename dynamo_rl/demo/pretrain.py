@@ -123,7 +123,7 @@ def _save_atomically(path: Path, text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from dynamo_rl.demo.model import CARD_NAME, build_model, sampled_accuracy
+    from dynamo_rl.demo.model import CARD_NAME, as_llama, build_model, sampled_accuracy
     from dynamo_rl.demo.task import LEVELS, describe_levels, make_problems
     from dynamo_rl.demo.tokenizer import build_tokenizer
 
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     greedy = sampled_accuracy(model, tokenizer, test, samples_per_level=min(args.eval_samples, 100), temperature=0.0)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(output), safe_serialization=True)
+    as_llama(model).save_pretrained(str(output), safe_serialization=True)
     tokenizer.save_pretrained(str(output))
     card = {
         "family": args.family,
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
                   "seconds": round(train_seconds, 1), "threads": args.threads,
                   "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                   "torch": torch.__version__},
-        "model": {"architecture": "Qwen2ForCausalLM", "hidden_size": args.hidden_size, "layers": args.layers,
+        "model": {"architecture": "LlamaForCausalLM (trained as Qwen2ForCausalLM, o_proj bias 0)", "hidden_size": args.hidden_size, "layers": args.layers,
                   "parameters": sum(p.numel() for p in model.parameters())},
         "history": history,
         "command": f"dynamo-rl pretrain-demo --output {args.output} --steps {args.steps} --seed {args.seed} "

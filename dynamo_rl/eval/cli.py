@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to evaluate")
     what.add_argument("--model", help="model directory or hub id")
     what.add_argument("--benchmarks", default="aime24,aime25,amc23,math500,minerva,olympiad",
-                      help="comma-separated short names (aime24, aime25, amc23, math500, minerva, olympiad)")
+                      help="comma-separated short names (aime24, aime25, amc23, math500, minerva, olympiad) or local "
+                           ".jsonl/.json/.parquet files of problems")
     what.add_argument("--data-dir", default=None,
                       help="directory with the benchmark .jsonl files (default: $DYNAMO_RL_DATA_DIR, else the hub)")
     what.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems of each benchmark")
@@ -92,11 +93,17 @@ def _load_problems(args: argparse.Namespace, tokenizer: Any) -> dict[str, list[A
     if not names:
         raise ValueError(f"--benchmarks is empty: choose from {', '.join(EVAL_BENCHMARKS)}")
     for name in names:
-        get_benchmark(name)
+        _check_benchmark(name)
     template = get_template(TEMPLATE_ALIASES.get(args.template, args.template))
     problems = {}
     for name in names:
-        items = load_benchmark(name, data_dir=args.data_dir, template=template, limit=args.limit)
+        if _is_file(name):
+            from dynamo_rl.data.loading import load_problems
+
+            items = list(load_problems(name, template=template, limit=args.limit))
+            name = Path(name).stem
+        else:
+            items = load_benchmark(name, data_dir=args.data_dir, template=template, limit=args.limit)
         if args.chat:
             items = [replace(p, prompt=template.chat(p.problem, tokenizer)) for p in items]
         problems[name] = items
@@ -133,12 +140,30 @@ def _validate(args: argparse.Namespace) -> list[int]:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if not args.timeout > 0:
         raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
-    from dynamo_rl.data.benchmarks import get_benchmark
-
     for name in args.benchmarks.split(","):
         if name.strip():
-            get_benchmark(name.strip())  # unknown names fail before the model is loaded
+            _check_benchmark(name.strip())  # unknown names fail before the model is loaded
+    from dynamo_rl.run.loading import model_source
+
+    model_source(args.model)  # a missing folder or unreachable hub id fails before anything loads
     return parse_ks(args.k, args.n)
+
+
+def _is_file(name: str) -> bool:
+    return Path(name).suffix in (".jsonl", ".json", ".parquet") or Path(name).is_file()
+
+
+def _check_benchmark(name: str) -> None:
+    """A benchmark short name or a local JSONL/JSON/Parquet file of problems (``problem`` and ``answer`` fields)."""
+    from dynamo_rl.data.benchmarks import BENCHMARKS
+
+    if _is_file(name):
+        if not Path(name).is_file():
+            raise ValueError(f"--benchmarks: no such file {name!r}")
+        return
+    if name not in BENCHMARKS:
+        raise ValueError(f"--benchmarks: unknown benchmark {name!r}; valid names: {', '.join(BENCHMARKS)}, or a "
+                         ".jsonl/.json/.parquet file")
 
 
 def run(args: argparse.Namespace) -> int:

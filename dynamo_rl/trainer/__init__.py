@@ -1,6 +1,6 @@
 """The small built-in trainer: plumbing around :mod:`dynamo_rl.core` (see ``docs/training.md``).
 
-``train(config)`` (:mod:`dynamo_rl.trainer.loop`) runs a :class:`TrainConfig` (:mod:`dynamo_rl.trainer.config`).
+``train(config)`` (:mod:`dynamo_rl.trainer.loop`) runs a :class:`TrainConfig` (:mod:`dynamo_rl.run.config`).
 Heavy modules (transformers, the loop) are imported only when used.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynamo_rl.trainer.config import TrainConfig, load_config
+from dynamo_rl.run.config import TrainConfig, load_config
 
 __all__ = ["TrainConfig", "load_config", "train"]
 

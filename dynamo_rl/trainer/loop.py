@@ -1,6 +1,6 @@
 """The built-in training loop: one readable function, :func:`train`, that runs DynaMO (or GRPO, a baseline, an
 ablation) on one machine. Read it top to bottom; each phase has a banner. The method math is in
-:mod:`dynamo_rl.core` and :mod:`dynamo_rl.objective`; the policy update is :mod:`dynamo_rl.trainer.update`.
+:mod:`dynamo_rl.core` and :mod:`dynamo_rl.trainer.objective`; the policy update is :mod:`dynamo_rl.trainer.update`.
 
 Determinism: prompt order, generation seeds, mini-batch shuffles and Clip-Cov's selection are all derived from
 ``(run.seed, step)``, so a run resumed from a checkpoint (model, optimiser, scheduler, success history, RNG states)
@@ -18,15 +18,16 @@ import numpy as np
 import torch
 
 from dynamo_rl.core.advantages import compute_advantages
-from dynamo_rl.core.allocation import allocate_rollouts, bernoulli_variance, variance_reduction_ratio
-from dynamo_rl.core.history import SuccessHistory
 from dynamo_rl.data.types import Problem
 from dynamo_rl.rewards.mapping import map_rewards
 from dynamo_rl.rollout.types import SamplingParams
-from dynamo_rl.trainer import metrics as M
+from dynamo_rl.run import metric_names as K
+from dynamo_rl.run.allocator import RolloutAllocator
+from dynamo_rl.run.atomic import atomic_write_text
+from dynamo_rl.run.checkpoint import latest_checkpoint, load_checkpoint, restore_latest, save_checkpoint
+from dynamo_rl.run.config import TrainConfig, config_to_dict, config_yaml
+from dynamo_rl.run.metrics import MetricsLogger, reward_metrics
 from dynamo_rl.trainer.batch import RolloutBatch, verify_responses
-from dynamo_rl.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from dynamo_rl.trainer.config import TrainConfig, config_to_dict
 from dynamo_rl.trainer.update import update_policy
 
 
@@ -37,7 +38,7 @@ class TrainResult:
     run_dir: Path
     step: int
     records: list[dict[str, Any]] = field(default_factory=list)
-    history: SuccessHistory | None = None
+    allocator: RolloutAllocator | None = None
 
 
 def sample_prompts(problems: list[Problem], count: int, *, seed: int, step: int) -> list[Problem]:
@@ -59,37 +60,27 @@ def evaluate(backend: Any, verifier: Any, problems: list[Problem], config: Train
     completions = backend.generate([p.prompt or p.problem for p in problems], counts, params)
     batch = RolloutBatch.from_completions(problems, counts, completions)
     correct = np.array([v.correct for v in verify_responses(verifier, batch.texts, batch.answers)], dtype=float)
-    out: dict[str, Any] = {M.EVAL_ACCURACY: float(correct.mean())}
+    out: dict[str, Any] = {K.EVAL_ACCURACY: float(correct.mean())}
     for level in sorted({lv for lv in batch.levels if lv is not None}, key=str):
-        out[M.EVAL_LEVEL_ACCURACY.format(level)] = float(correct[[lv == level for lv in batch.levels]].mean())
-    out[M.EVAL_TIME] = time.perf_counter() - start
+        out[K.EVAL_LEVEL_ACCURACY.format(level)] = float(correct[[lv == level for lv in batch.levels]].mean())
+    out[K.EVAL_TIME] = time.perf_counter() - start
     return out
 
 
-def _live_variance_ratio(correct: np.ndarray, total: np.ndarray, num_rollouts: np.ndarray,
-                         min_history: int) -> float | None:
-    """Eq 44 for this step's allocation, σ_i = √P_i from history; None until some prompt has enough history."""
-    known = total >= min_history
-    if not known.any():
-        return None
-    sigmas = np.sqrt(bernoulli_variance(correct[known], total[known]))
-    return variance_reduction_ratio(sigmas, num_rollouts[known])
-
-
 def _restore(run_dir: Path, resume: bool, *, model: Any, optimizer: Any, scheduler: Any,
-             history: SuccessHistory) -> int:
-    """Load the last checkpoint of ``run_dir`` when resuming and return its step (0 for a fresh run). A fresh run
-    refuses a directory that already holds checkpoints, so nothing is overwritten by accident."""
-    checkpoint = latest_checkpoint(run_dir)
-    if resume and checkpoint is None:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+             allocator: RolloutAllocator) -> int:
+    """Load the newest readable checkpoint of ``run_dir`` when resuming and return its step (0 for a fresh run). A
+    fresh run refuses a directory that already holds checkpoints, so nothing is overwritten by accident."""
     if not resume:
+        checkpoint = latest_checkpoint(run_dir)
         if checkpoint is not None:
             raise FileExistsError(f"{run_dir} already holds a run (checkpoint {checkpoint.name}); resume it with "
                                   f"--resume {run_dir} or choose another --output")
         return 0
-    loaded = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
-    history.load_state_dict(loaded.history_state)
+    loaded = restore_latest(run_dir, lambda path: load_checkpoint(path, model=model, optimizer=optimizer,
+                                                                   scheduler=scheduler, allocator=allocator))
+    if loaded is None:
+        raise FileNotFoundError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
     return loaded.step
 
 
@@ -98,6 +89,7 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
           resume: bool = False) -> TrainResult:
     """Run ``config.run.steps`` training steps and return the logged records. Any part left as None is built from the
     config (:mod:`dynamo_rl.trainer.setup`); ``resume=True`` continues from the run directory's last checkpoint."""
+    from dynamo_rl.run import loading
     from dynamo_rl.trainer import setup
     from dynamo_rl.trainer.progress import ProgressBar
 
@@ -106,28 +98,27 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
         torch.set_num_threads(config.run.threads)
     torch.manual_seed(config.run.seed)
     if model is None:
-        model, tokenizer = setup.load_policy(config)
-    problems = setup.load_train_problems(config) if problems is None else problems
-    eval_problems = setup.load_eval_problems(config) if eval_problems is None else eval_problems
+        model, tokenizer = loading.load_policy(config)
+    problems = loading.load_train_problems(config) if problems is None else problems
+    eval_problems = loading.load_eval_problems(config) if eval_problems is None else eval_problems
     backend = setup.make_rollout_backend(config, model, tokenizer) if backend is None else backend
     owns_verifier = verifier is None
     verifier = setup.make_verifier(config) if verifier is None else verifier
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     optimizer, scheduler = setup.make_optimizer(config, model)
-    history = SuccessHistory(forgetting=config.method.allocation.forgetting)
+    allocator = RolloutAllocator(config.method.allocation)
     run_dir = Path(config.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_yaml = _yaml(config)
-    start_step = _restore(run_dir, resume, model=model, optimizer=optimizer, scheduler=scheduler, history=history)
-    (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
-    logger = M.MetricsLogger(run_dir, tensorboard=config.run.tensorboard, wandb=config.run.wandb,
+    text = config_yaml(config)
+    start_step = _restore(run_dir, resume, model=model, optimizer=optimizer, scheduler=scheduler, allocator=allocator)
+    atomic_write_text(run_dir / "config.yaml", text)
+    logger = MetricsLogger(run_dir, tensorboard=config.run.tensorboard, wandb=config.run.wandb,
                              wandb_project=config.run.wandb_project, config=config_to_dict(config),
                              resume_step=start_step if resume else None)
     records: list[dict[str, Any]] = []
     bar = ProgressBar(total=config.run.steps, initial=start_step, enabled=config.run.progress)
     if start_step == 0 and config.run.eval_every and eval_problems:
         records.append(logger.log(0, evaluate(backend, verifier, eval_problems, config, step=0)))
-    alloc_kwargs = config.method.allocation.core_kwargs()
 
     try:
         for step in range(start_step + 1, config.run.steps + 1):
@@ -135,8 +126,7 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
             # ------------------------------------------------ 1. sample prompts, 2. allocate n_i from the history
             prompts = sample_prompts(problems, config.rollout.prompts_per_step, seed=config.run.seed, step=step)
             prompt_ids = [p.prompt_id for p in prompts]
-            hist_correct, hist_total = history.counts(prompt_ids)
-            allocation = allocate_rollouts(hist_correct, hist_total, budget=config.budget, **alloc_kwargs)
+            allocation = allocator.allocate(prompt_ids)
             num_rollouts = allocation.num_rollouts
 
             # ------------------------------------------------ 3. generate n_i responses per prompt
@@ -154,13 +144,12 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
             t_verify = time.perf_counter()
 
             # ------------------------------------------------ 5. update the success history (c_i += #correct, n_i)
-            history.update(prompt_ids, correct_per_prompt, num_rollouts)
+            allocator.update(prompt_ids, correct_per_prompt, num_rollouts)
 
             # ------------------------------------------------ 6. ragged group advantages (groups of size n_i)
             loss_cfg = config.method.loss
-            adv_kwargs = {"grpo": {"eps": loss_cfg.grpo_eps},
-                          "w_reinforce": {"lam": loss_cfg.w_reinforce_lambda}}.get(loss_cfg.advantage_estimator, {})
-            advantages = compute_advantages(loss_cfg.advantage_estimator, batch.rewards, batch.group_ids, **adv_kwargs)
+            advantages = compute_advantages(loss_cfg.advantage_estimator, batch.rewards, batch.group_ids,
+                                            **loss_cfg.advantage_kwargs())
 
             # ------------------------------------------------ 7. policy update: mini-batches × PPO epochs, AdamW
             update_metrics = update_policy(model, optimizer, scheduler, batch, advantages, config, step=step,
@@ -173,26 +162,23 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
             lengths = np.array([len(c.token_ids) for c in batch.completions])
             levels = [p.meta.get("level") for p in prompts]
             row = {
-                **M.reward_metrics(batch.rewards.numpy(), np.array([v.correct for v in verdicts], dtype=float),
-                                   [v.status for v in verdicts], batch.levels, num_rollouts, correct_per_prompt),
-                **M.allocation_metrics(num_rollouts, levels, hist_total >= config.method.allocation.min_history,
-                                       _live_variance_ratio(hist_correct, hist_total, num_rollouts,
-                                                            config.method.allocation.min_history)),
+                **reward_metrics(batch.rewards.numpy(), np.array([v.correct for v in verdicts], dtype=float),
+                                 [v.status for v in verdicts], batch.levels, num_rollouts, correct_per_prompt),
+                **allocator.metrics(allocation, levels),
                 **update_metrics,
-                M.HISTORY_PROMPTS: len(history), M.RESPONSE_TOKENS: int(lengths.sum()),
-                M.RESPONSE_LENGTH: float(lengths.mean()),
-                M.TRUNCATED: float(np.mean([c.finish_reason == "length" for c in batch.completions])),
-                M.GENERATE_TIME: t_generate - t0, M.VERIFY_TIME: t_verify - t_generate, M.UPDATE_TIME: t_update - t_verify,
+                K.RESPONSE_TOKENS: int(lengths.sum()), K.RESPONSE_LENGTH: float(lengths.mean()),
+                K.TRUNCATED: float(np.mean([c.finish_reason == "length" for c in batch.completions])),
+                K.GENERATE_TIME: t_generate - t0, K.VERIFY_TIME: t_verify - t_generate, K.UPDATE_TIME: t_update - t_verify,
             }
             last = step == config.run.steps
             if eval_problems and config.run.eval_every and (step % config.run.eval_every == 0 or last):
                 row.update(evaluate(backend, verifier, eval_problems, config, step=step))
-            row[M.STEP_TIME] = time.perf_counter() - t0
+            row[K.STEP_TIME] = time.perf_counter() - t0
             records.append(logger.log(step, row))
             bar.update(records[-1])
             if last or (config.run.checkpoint_every and step % config.run.checkpoint_every == 0):
-                save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
-                                history_state=history.state_dict(), config_yaml=config_yaml,
+                save_checkpoint(run_dir, step, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                                scheduler=scheduler, allocator=allocator, config_yaml=text,
                                 keep=config.run.keep_checkpoints)
     finally:
         bar.close()
@@ -200,12 +186,6 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
         if owns_verifier and hasattr(verifier, "close"):
             verifier.close()
     if config.run.plots:
-        from dynamo_rl.trainer.plots import write_plots
+        from dynamo_rl.run.plots import write_plots
         write_plots(run_dir)
-    return TrainResult(run_dir=run_dir, step=config.run.steps, records=records, history=history)
-
-
-def _yaml(config: TrainConfig) -> str:
-    import yaml
-
-    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    return TrainResult(run_dir=run_dir, step=config.run.steps, records=records, allocator=allocator)

@@ -1,5 +1,5 @@
 """The policy update of one training step: mini-batches × PPO epochs of forward → token statistics → objective →
-AdamW step. Called by :func:`dynamo_rl.trainer.loop.train`; all method math is in :mod:`dynamo_rl.objective` and
+AdamW step. Called by :func:`dynamo_rl.trainer.loop.train`; all method math is in :mod:`dynamo_rl.trainer.objective` and
 :mod:`dynamo_rl.core`.
 
 Old log-probabilities: when a step makes exactly one optimiser step (one mini-batch, one epoch), the policy that
@@ -25,9 +25,9 @@ import torch
 
 from dynamo_rl.core.modulation import entropy_change
 from dynamo_rl.core.token_stats import TokenStats, token_stats
-from dynamo_rl.objective import compute_objective
+from dynamo_rl.run.config import TrainConfig
 from dynamo_rl.trainer.batch import RolloutBatch, TokenBatch, mini_batches, token_batch
-from dynamo_rl.trainer.config import TrainConfig
+from dynamo_rl.trainer.objective import compute_objective
 
 
 class NonFiniteError(RuntimeError):
@@ -56,8 +56,8 @@ def _normalizer(mode: str, mask: torch.Tensor, max_new_tokens: int) -> float:
     """Denominator of the aggregation over a whole mini-batch (exact gradient accumulation over micro-batches)."""
     if mode == "token-mean":
         return float(mask.sum().clamp(min=1))
-    if mode == "seq-mean-token-sum-norm":
-        return float(max_new_tokens)  # Dr. GRPO: a constant L_max, the generation limit
+    if mode == "seq-mean-token-sum-norm":  # Dr. GRPO: L_max (the generation limit) × sequences, as verl and TRL
+        return float(max_new_tokens) * float((mask.sum(dim=-1) > 0).sum().clamp(min=1))
     return float((mask.sum(dim=-1) > 0).sum().clamp(min=1))
 
 
@@ -90,14 +90,15 @@ def _no_grad_pass(model, batch: RolloutBatch, advantages: torch.Tensor, pad_id: 
 
 
 def _scope_normalisers(pre: dict[str, torch.Tensor], batch: RolloutBatch, rows: np.ndarray) -> dict[str, Any]:
-    """``entropy_range`` and ``instability_max`` over ``rows`` (valid tokens only), for modulate_advantages."""
+    """``entropy_range``, ``instability_max`` and the UMS guard's ``instability_count`` over ``rows`` (valid tokens
+    only), for modulate_advantages: every normaliser of a mini/global scope is taken over that same scope."""
     lengths = [len(batch.completions[r].token_ids) for r in rows]
     entropy = torch.cat([pre["entropy"][r, :n] for r, n in zip(rows, lengths)])
     instability = torch.cat([pre["instability"][r, :n] for r, n in zip(rows, lengths)])
     if entropy.numel() == 0:
-        return {"entropy_range": None, "instability_max": None}
+        return {"entropy_range": None, "instability_max": None, "instability_count": None}
     return {"entropy_range": (float(entropy.min()), float(entropy.max())),
-            "instability_max": float(instability.max())}
+            "instability_max": float(instability.max()), "instability_count": int((instability > 0).sum())}
 
 
 def update_policy(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, batch: RolloutBatch,

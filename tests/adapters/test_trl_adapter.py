@@ -304,7 +304,7 @@ def test_without_dra_and_modulation_equals_grpo_trainer(tmp_path):
 
 # ------------------------------------------------------------------------------------- dynamo-rl train --engine trl
 def _train_config(tmp_path, **sections):
-    from dynamo_rl.trainer.config import config_from_dict
+    from dynamo_rl.run.config import config_from_dict
 
     raw = {"method": "dynamo", "allocation": {"mean_rollouts": 4, "n_min": 2, "n_max": 8, "min_history": 2},
            "data": {"model": "unused", "dataset": "unused"},

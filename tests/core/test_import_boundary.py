@@ -10,7 +10,7 @@ from pathlib import Path
 import dynamo_rl.core
 
 FORBIDDEN = ("transformers", "trl", "verl", "vllm", "datasets", "math_verify", "wandb", "accelerate", "yaml",
-             "scipy", "dynamo_rl.method_config", "dynamo_rl.presets", "dynamo_rl.objective")
+             "scipy", "dynamo_rl.method_config", "dynamo_rl.presets", "dynamo_rl.trainer.objective")
 
 
 def _core_modules() -> list[str]:

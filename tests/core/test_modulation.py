@@ -317,3 +317,57 @@ def test_factor_bounds_property(rows, length, seed, alpha, tau, k, mode) -> None
     neg = full < 0
     assert torch.all(out.advantages[neg].abs() <= full[neg].abs() + 1e-12)  # negatives are only ever damped
     assert torch.all(out.compensation[~mask] == 1) and torch.all(out.stabilization[~mask] == 1)
+
+
+# ---------------------------------------------------------------- non-finite inputs (beyond the paper)
+@pytest.mark.parametrize("field", ["entropy", "logprobs", "old_logprobs", "sum_sq_probs_centered"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_nonfinite_token_is_left_out_and_gets_factor_one(field: str, bad: float) -> None:
+    adv, mask, stats, old = _batch(seed=9)
+    mask = mask.bool()
+    row, col = next((r, c) for r in range(mask.shape[0]) for c in range(mask.shape[1])
+                    if mask[r, c] and adv[r, c] > 0)
+    inputs = {"entropy": stats.entropy.clone(), "logprobs": stats.logprobs.detach().clone(),
+              "old_logprobs": old.clone(), "sum_sq_probs_centered": stats.sum_sq_probs_centered.clone()}
+    inputs[field][row, col] = bad
+    config = ModulationConfig(alpha=0.3, tau=0.9, entropy_change_mode="exact")
+    kwargs = dict(eps_low=EPS_LOW, eps_high=EPS_HIGH, **config.core_kwargs())
+    out = modulate_advantages(adv, mask, **inputs, **kwargs)
+    without = mask.clone()
+    without[row, col] = False
+    ref = modulate_advantages(adv, without, logprobs=stats.logprobs.detach(), old_logprobs=old,
+                              entropy=stats.entropy, sum_sq_probs_centered=stats.sum_sq_probs_centered, **kwargs)
+    assert torch.isfinite(out.advantages).all()
+    assert (float(out.compensation[row, col]), float(out.stabilization[row, col])) == (1.0, 1.0)
+    assert float(out.instability[row, col]) == 0.0
+    assert torch.equal(out.advantages[without], ref.advantages[without])  # the rest exactly as if it were padding
+    assert float(out.metrics["mod/nonfinite_tokens"]) == 1.0
+    assert float(ref.metrics["mod/nonfinite_tokens"]) == 0.0
+
+
+def test_nonfinite_entries_outside_the_mask_are_not_counted() -> None:
+    adv, mask, stats, old = _batch(seed=9)
+    mask = mask.bool()
+    entropy = torch.where(mask, stats.entropy, torch.full_like(stats.entropy, float("nan")))
+    out = modulate_advantages(adv, mask, logprobs=stats.logprobs.detach(), old_logprobs=old, entropy=entropy,
+                              eps_low=EPS_LOW, eps_high=EPS_HIGH, **ModulationConfig().core_kwargs())
+    ref = modulate_advantages(adv, mask, logprobs=stats.logprobs.detach(), old_logprobs=old, entropy=stats.entropy,
+                              eps_low=EPS_LOW, eps_high=EPS_HIGH, **ModulationConfig().core_kwargs())
+    assert torch.equal(out.advantages, ref.advantages)
+    assert float(out.metrics["mod/nonfinite_tokens"]) == 0.0
+
+
+def test_normalisers_skip_nonfinite_values() -> None:
+    entropy = torch.tensor([[0.5, float("nan"), 2.0, float("inf")]])
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    h_min, h_max = entropy_minmax(entropy, mask)
+    assert (float(h_min), float(h_max)) == (0.5, 2.0)
+    inst = torch.tensor([[0.1, float("nan"), 0.4, float("inf")]])
+    inst_max, count = instability_stats(inst, mask)
+    assert (float(inst_max), int(count)) == (pytest.approx(0.4), 2)
+    g = stabilization(inst, mask, lambda_min=0.5, k=10.0, tau=0.5)
+    assert g[0, 1].item() == 1.0 and g[0, 3].item() == 1.0 and torch.isfinite(g).all()
+    g_nan_max = stabilization(inst, mask, lambda_min=0.5, k=10.0, tau=0.5, instability_max=float("nan"))
+    assert g_nan_max.tolist() == [[1.0, 1.0, 1.0, 1.0]]
+    f = gradient_compensation(torch.ones(1, 4), entropy, mask, mu_max=1.5)
+    assert f.tolist() == [[1.5, 1.0, 1.0, 1.0]]

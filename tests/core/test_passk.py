@@ -59,3 +59,38 @@ def test_bad_input():
         pass_at_k([3, 4], [1], 1)
     with pytest.raises(ValueError, match="at least one problem"):
         mean_pass_at_k([], [], 1)
+
+
+@pytest.mark.parametrize(
+    ("num_samples", "num_correct", "k", "error", "match"),
+    [
+        (["4"], ["1"], 1, TypeError, r"num_samples must hold integers, got dtype <U1 \(e.g. '4'\)"),
+        ([4], ["1"], 1, TypeError, r"num_correct must hold integers, got dtype <U1"),
+        (None, [1], 1, TypeError, r"num_samples must be a sequence of integers .* got NoneType"),
+        ("44", [1, 1], 1, TypeError, r"num_samples must be a sequence of integers .* got str"),
+        ([4, True], [1, 1], 1, TypeError, r"num_samples\[1\] must be an integer, got bool True"),
+        (np.array([True]), [1], 1, TypeError, r"num_samples must hold integers, got dtype bool"),
+        ([4, None], [1, 1], 1, TypeError, r"num_samples\[1\] must be an integer, got NoneType"),
+        ([3 + 1j], [1], 1, TypeError, r"num_samples must hold integers, got dtype complex128"),
+        ([float("nan")], [1], 1, ValueError, r"num_samples must hold integers, got num_samples\[0\] = nan"),
+        ([4], [float("inf")], 1, ValueError, r"num_correct must hold integers, got num_correct\[0\] = inf"),
+        ([10**30], [1], 1, ValueError, r"num_samples\[0\] = 10{30} is out of range"),
+        ([[4, 4], [4]], [1, 1], 1, ValueError, r"num_samples must be a flat sequence of integers"),
+        ([[4, 4]], [[1, 1]], 1, ValueError, r"num_samples must be 1-D \(one count per problem\), got shape \(1, 2\)"),
+        ([4], [1], "1", ValueError, r"k must be a positive integer, got '1'"),
+        ([4], [1], True, ValueError, r"k must be a positive integer, got True"),
+        ([4], [-1], 1, ValueError, r"row 0: need 0 ≤ num_correct ≤ num_samples"),
+    ],
+)
+def test_every_bad_argument_is_one_line_naming_it(num_samples, num_correct, k, error, match):
+    with pytest.raises(error, match=match) as info:
+        pass_at_k(num_samples, num_correct, k)
+    assert "\n" not in str(info.value)
+    with pytest.raises(error, match=match):
+        mean_pass_at_k(num_samples, num_correct, k)
+
+
+def test_scalars_and_numpy_integers_are_accepted():
+    assert pass_at_k(5, 2, np.int64(3)).tolist() == [pytest.approx(0.9)]
+    assert pass_at_k(np.array([3], dtype=np.uint8), [1], 1).tolist() == [pytest.approx(1 / 3)]
+    assert pass_at_k([4.0], [2.0], 2).tolist() == [pytest.approx(1 - 1 / 6)]

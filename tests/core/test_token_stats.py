@@ -210,3 +210,44 @@ def test_cuda_matches_cpu() -> None:
                                    rtol=1e-4)
     assert gpu_grad.dtype == torch.bfloat16
     torch.testing.assert_close(gpu_grad.float().cpu(), cpu_grad.float(), atol=1e-2, rtol=1e-2)
+
+
+# ---------------------------------------------------------------- non-finite logits rows
+@pytest.mark.parametrize("with_centered", [False, True])
+def test_rows_without_finite_softmax_are_zeroed_flagged_and_get_no_gradient(with_centered: bool) -> None:
+    gen = torch.Generator().manual_seed(21)
+    base = 3.0 * torch.randn(6, 13, generator=gen)
+    targets = torch.randint(0, 13, (6,), generator=gen)
+    logits = base.clone()
+    logits[1] = float("-inf")  # every entry masked
+    logits[3, 5] = float("nan")
+    logits[4, 0] = float("inf")
+    logits.requires_grad_(True)
+    stats = token_stats(logits, targets, chunk_size=4, with_centered=with_centered)
+    assert stats.nonfinite.tolist() == [False, True, False, True, True, False]
+    good = torch.tensor([0, 2, 5])
+    ref_logits = base[good].clone().requires_grad_(True)
+    ref = token_stats(ref_logits, targets[good], chunk_size=4, with_centered=with_centered)
+    names = ["logprobs", "entropy", "sum_sq_probs"] + (["sum_sq_probs_centered"] if with_centered else [])
+    for name in names:
+        value = getattr(stats, name).detach()
+        assert torch.equal(value[good], getattr(ref, name).detach()), name  # finite rows: unchanged, bit for bit
+        assert value[[1, 3, 4]].tolist() == [0.0, 0.0, 0.0], name
+    weights = torch.linspace(1, 2, 6)
+    (stats.logprobs * weights).sum().backward()
+    (ref.logprobs * weights[good]).sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    assert torch.equal(logits.grad[[1, 3, 4]], torch.zeros(3, 13))
+    assert torch.equal(logits.grad[good], ref_logits.grad)
+    assert not stats.nonfinite.requires_grad
+    assert {k: int(v) for k, v in stats.metrics().items()} == {"stats/nonfinite_tokens": 3}
+    mask = torch.tensor([1, 1, 1, 0, 1, 1])  # padding positions are not counted
+    assert {k: int(v) for k, v in stats.metrics(mask).items()} == {"stats/nonfinite_tokens": 2}
+
+
+def test_finite_rows_report_no_nonfinite_tokens() -> None:
+    stats = token_stats(torch.randn(2, 3, 7), torch.zeros(2, 3, dtype=torch.long))
+    assert stats.nonfinite.shape == (2, 3) and not stats.nonfinite.any()
+    assert int(stats.metrics()["stats/nonfinite_tokens"]) == 0
+    hand_made = TokenStats(logprobs=torch.zeros(2), entropy=torch.zeros(2), sum_sq_probs=torch.zeros(2))
+    assert int(hand_made.metrics()["stats/nonfinite_tokens"]) == 0

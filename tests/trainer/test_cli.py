@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dynamo_rl.cli import main
-from dynamo_rl.trainer.metrics import read_metrics
-from dynamo_rl.trainer.plots import PLOT_FILES
+from dynamo_rl.run.metrics import read_metrics
+from dynamo_rl.run.plots import PLOT_FILES
 
 
 @pytest.fixture(autouse=True)

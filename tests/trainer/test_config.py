@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 from dynamo_rl.presets import build_method_config
-from dynamo_rl.trainer.cli import add_arguments, collect_overrides, demo_config_path
-from dynamo_rl.trainer.config import (
+from dynamo_rl.train_cli import add_arguments, collect_overrides, demo_config_path
+from dynamo_rl.run.config import (
     OptimConfig,
     config_from_dict,
     config_to_dict,
@@ -65,11 +65,20 @@ def test_bad_yaml_section_is_named(tmp_path):
 def test_help_comes_from_attribute_docstrings():
     docs = field_docs(OptimConfig)
     assert docs["lr"].startswith("Peak learning rate")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    text = parser.format_help()
+    from dynamo_rl.train_cli import full_help
+
+    text = full_help()
     assert "--optim.lr" in text and "Peak learning rate" in text
     assert "--modulation.mu_max" in text and "Largest GC factor" in text  # MethodConfig docstrings too
+    assert "``" not in text  # plain text, no reST markup
+
+
+def test_short_help_is_short_and_plain():
+    parser = argparse.ArgumentParser(prog="dynamo-rl train")
+    add_arguments(parser)
+    text = parser.format_help()
+    assert len(text.splitlines()) < 50
+    assert "--help-all" in text and "--optim.lr" not in text and "``" not in text
 
 
 def test_command_line_flags_override_in_order():

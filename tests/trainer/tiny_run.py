@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:
 
 from dynamo_rl.data.types import Problem  # noqa: E402
 from dynamo_rl.rewards.base import Verdict  # noqa: E402
-from dynamo_rl.trainer.config import TrainConfig, load_config  # noqa: E402
+from dynamo_rl.run.config import TrainConfig, load_config  # noqa: E402
 
 
 class ParityVerifier:
@@ -87,7 +87,7 @@ def _main(argv: list[str]) -> None:
     kill_during = int(argv[argv.index("--kill-during-write") + 1]) if "--kill-during-write" in argv else None
     if kill_during is not None:
         # SIGKILL halfway through writing checkpoint `kill_during` (model written, optimizer not yet).
-        import dynamo_rl.trainer.checkpoint as ckpt
+        import dynamo_rl.run.checkpoint as ckpt
 
         original_save = ckpt.torch.save
 

@@ -1,4 +1,4 @@
-"""``dynamo-rl train --engine trl``: run a :class:`~dynamo_rl.trainer.config.TrainConfig` through TRL.
+"""``dynamo-rl train --engine trl``: run a :class:`~dynamo_rl.run.config.TrainConfig` through TRL.
 
 :func:`trl_config_from_train_config` maps the built-in trainer's configuration onto :class:`DynaMOConfig`:
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from dynamo_rl.adapters.trl.config import DynaMOConfig
 from dynamo_rl.data.types import Problem
-from dynamo_rl.trainer.config import TrainConfig
+from dynamo_rl.run.config import TrainConfig
 
 _LOSS_TYPES = {"token-mean": "dapo", "seq-mean-token-mean": "grpo", "seq-mean-token-sum-norm": "dr_grpo"}
 _SCALE_REWARDS = {"grpo": "group", "dr_grpo": "none"}
@@ -116,7 +116,7 @@ def run_trl(config: TrainConfig, *, resume: bool | str = False) -> int:
 
     from dynamo_rl.adapters.trl.rewards import math_verify_reward
     from dynamo_rl.adapters.trl.trainer import DynaMOTrainer
-    from dynamo_rl.trainer.setup import load_train_problems
+    from dynamo_rl.run.loading import load_train_problems
 
     args = trl_config_from_train_config(config, world_size=PartialState().num_processes,
                                         dynamo_prompt_id_column="prompt_id")
@@ -147,4 +147,4 @@ def run_trl(config: TrainConfig, *, resume: bool | str = False) -> int:
 
 
 train_with_trl = run_trl
-"""Name used by ``dynamo_rl.trainer.cli`` (``--engine trl``)."""
+"""Name used by ``dynamo_rl.train_cli`` (``--engine trl``)."""

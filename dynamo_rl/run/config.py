@@ -32,8 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dynamo_rl.method_config import AllocationConfig, LossConfig, MethodConfig, ModulationConfig, _require
+from dynamo_rl.method_config import (
+    AllocationConfig,
+    LossConfig,
+    MethodConfig,
+    ModulationConfig,
+    _require,
+    require_finite,
+)
 from dynamo_rl.presets import METHODS, PRESETS, build_method_config
+from dynamo_rl.run.atomic import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class RolloutConfig:
     """vLLM backend only: fraction of GPU memory for the engine (the policy shares the GPU)."""
 
     def __post_init__(self) -> None:
+        require_finite(self, "rollout")
         _require(self.backend in ("hf", "vllm"), "rollout.backend", self.backend, "expected hf or vllm")
         _require(self.prompts_per_step >= 1, "rollout.prompts_per_step", self.prompts_per_step, "must be ≥ 1")
         _require(self.temperature > 0, "rollout.temperature", self.temperature, "must be > 0 for RL sampling")
@@ -123,6 +132,7 @@ class OptimConfig:
     """Sequences per forward/backward pass (gradient accumulation inside a mini-batch; memory knob only)."""
 
     def __post_init__(self) -> None:
+        require_finite(self, "optim")
         _require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas", self.betas,
                  "must be two numbers in [0, 1)")
@@ -135,10 +145,15 @@ class OptimConfig:
         _require(self.micro_batch_size >= 1, "optim.micro_batch_size", self.micro_batch_size, "must be ≥ 1")
 
 
+ENGINES = ("builtin", "trl")
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Length, seeding, outputs, evaluation, checkpoints and logging."""
+    """Engine, length, seeding, outputs, evaluation, checkpoints and logging."""
 
+    engine: str = "builtin"
+    """``builtin`` (the small built-in trainer) or ``trl`` (TRL's GRPOTrainer via ``dynamo_rl.adapters.trl``)."""
     steps: int = 100
     """Training steps (one rollout batch each)."""
     seed: int = 0
@@ -171,6 +186,8 @@ class RunConfig:
     """torch CPU threads for this process (``None`` = torch's default). Tiny models run fastest with 1."""
 
     def __post_init__(self) -> None:
+        require_finite(self, "run")
+        _require(self.engine in ENGINES, "run.engine", self.engine, f"expected one of {', '.join(ENGINES)}")
         _require(self.steps >= 1, "run.steps", self.steps, "must be ≥ 1")
         _require(self.eval_every >= 0, "run.eval_every", self.eval_every, "must be ≥ 0")
         _require(self.checkpoint_every >= 0, "run.checkpoint_every", self.checkpoint_every, "must be ≥ 0")
@@ -195,6 +212,9 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    explicit: tuple[str, ...] = ()
+    """Method fields the user set (``section.field``, sorted): they win over the method bundle and the preset, also
+    when their value equals a default. Every other method field comes from ``method_name`` and ``preset``."""
 
     def __post_init__(self) -> None:
         _require(self.method_name in METHODS, "method", self.method_name, f"expected one of {sorted(METHODS)}")
@@ -262,31 +282,112 @@ def _build_section(name: str, cls: type, values: dict[str, Any]) -> Any:
     return cls(**_check_fields(name, cls, values))
 
 
-def config_from_dict(raw: dict[str, Any] | None) -> TrainConfig:
-    """Build and validate a :class:`TrainConfig` from the YAML layout (see module docstring)."""
+class ConfigError(ValueError):
+    """A configuration the user wrote that cannot be used; the message names the file, field or value."""
+
+
+@dataclass
+class MethodSpec:
+    """What decides the method sections: a method bundle, a preset and the fields the user set explicitly."""
+
+    method: str = "dynamo"
+    preset: str = "official"
+    explicit: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def set(self, section: str, name: str, value: Any) -> None:
+        self.explicit.setdefault(section, {})[name] = value
+
+    def build(self) -> MethodConfig:
+        _require(self.method in METHODS, "method", self.method, f"expected one of {', '.join(sorted(METHODS))}")
+        _require(self.preset in PRESETS, "preset", self.preset, f"expected one of {', '.join(sorted(PRESETS))}")
+        checked = {name: _check_fields(name, cls, self.explicit.get(name) or {})
+                   for name, cls in METHOD_SECTIONS.items()}
+        return build_method_config(self.method, self.preset, checked)
+
+    def dotted(self) -> tuple[str, ...]:
+        return tuple(sorted(f"{s}.{k}" for s, values in self.explicit.items() for k in values))
+
+
+def _method_spec(raw: dict[str, Any]) -> MethodSpec:
+    """The method spec of a YAML layout.
+
+    A hand-written file: every method-section field it contains is explicit. A file this package wrote (it has an
+    ``explicit`` list): the listed fields, plus any field whose value differs from what its method, preset and
+    listed fields resolve to (an edit by hand after the run). Other fields of a written file are the record of
+    what ran, not choices, so ``--method`` on the command line re-decides them.
+    """
+    spec = MethodSpec(method=raw.get("method", "dynamo"), preset=raw.get("preset", "official"))
+    sections = {}
+    for name in METHOD_SECTIONS:
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"invalid {name}={values!r}: expected a mapping of fields")
+        sections[name] = values
+    if "explicit" not in raw:
+        spec.explicit = {name: dict(values) for name, values in sections.items() if values}
+        return spec
+    listed = raw["explicit"] or []
+    if not isinstance(listed, list) or not all(isinstance(k, str) and k.count(".") == 1 for k in listed):
+        raise ConfigError(f"invalid explicit={listed!r}: expected a list of SECTION.FIELD names")
+    for key in listed:
+        section, name = key.split(".")
+        if section not in METHOD_SECTIONS:
+            raise ConfigError(f"invalid explicit entry {key!r}: SECTION must be one of {', '.join(METHOD_SECTIONS)}")
+        if name in sections[section]:
+            spec.set(section, name, sections[section][name])
+    resolved = spec.build()
+    for section, values in sections.items():
+        current = getattr(resolved, section)
+        checked = _check_fields(section, METHOD_SECTIONS[section], values)
+        for name, value in checked.items():
+            if value != getattr(current, name):
+                spec.set(section, name, values[name])
+    return spec
+
+
+def config_from_dict(raw: dict[str, Any] | None, overrides: list[tuple[str, Any]] | None = None) -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from the YAML layout (see module docstring), then apply dotted
+    command-line ``overrides``: ``method``/``preset`` replace the bundle (fields the file set explicitly stay),
+    ``SECTION.FIELD`` sets a field (a method field becomes explicit)."""
     raw = dict(raw or {})
-    unknown = sorted(set(raw) - set(SECTIONS) - set(TOP_LEVEL))
+    unknown = sorted(set(raw) - set(SECTIONS) - set(TOP_LEVEL) - {"explicit"})
     if unknown:
-        raise ValueError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(TOP_LEVEL + tuple(SECTIONS))}")
-    method_name = raw.get("method", "dynamo")
-    preset = raw.get("preset", "official")
-    _require(method_name in METHODS, "method", method_name, f"expected one of {sorted(METHODS)}")
-    _require(preset in PRESETS, "preset", preset, f"expected one of {sorted(PRESETS)}")
-    overrides = {name: _check_fields(name, cls, raw.get(name) or {}) for name, cls in METHOD_SECTIONS.items()}
-    method = build_method_config(method_name, preset, overrides)
-    sections = {name: _build_section(name, cls, raw.get(name) or {}) for name, cls in RUN_SECTIONS.items()}
-    return TrainConfig(method_name=method_name, preset=preset, method=method, **sections)
-
-
+        raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(TOP_LEVEL + tuple(SECTIONS))}")
+    spec = _method_spec(raw)
+    run_raw: dict[str, dict[str, Any]] = {}
+    for name in RUN_SECTIONS:
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"invalid {name}={values!r}: expected a mapping of fields")
+        run_raw[name] = dict(values)
+    for key, value in overrides or []:
+        section, _, name = key.partition(".")
+        if not name and key in TOP_LEVEL:
+            setattr(spec, key, value)
+        elif name and "." not in name and section in SECTIONS:
+            valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+            if name not in valid:
+                raise ConfigError(f"unknown field {key}; valid fields of {section}: {', '.join(valid)}")
+            if section in METHOD_SECTIONS:
+                spec.set(section, name, value)
+            else:
+                run_raw[section][name] = value
+        else:
+            raise ConfigError(f"unknown config key {key!r}; expected method, preset or SECTION.FIELD with SECTION in "
+                              f"{', '.join(SECTIONS)}")
+    method = spec.build()
+    sections = {name: _build_section(name, cls, run_raw[name]) for name, cls in RUN_SECTIONS.items()}
+    return TrainConfig(method_name=spec.method, preset=spec.preset, method=method, explicit=spec.dotted(), **sections)
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    """Fully resolved YAML layout; ``config_from_dict(config_to_dict(c)) == c``."""
+    """Fully resolved YAML layout plus the ``explicit`` list; ``config_from_dict(config_to_dict(c)) == c``."""
     out: dict[str, Any] = {"method": config.method_name, "preset": config.preset}
     for name in METHOD_SECTIONS:
         out[name] = dataclasses.asdict(getattr(config.method, name))
     for name in RUN_SECTIONS:
         out[name] = dataclasses.asdict(getattr(config, name))
+    out["explicit"] = list(config.explicit)
     return _plain(out)
 
 
@@ -300,49 +401,84 @@ def _plain(value: Any) -> Any:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"loss.eps_high=0.2"`` -> ``("loss.eps_high", 0.2)``; the value is parsed as a YAML scalar."""
+    if "=" not in text:
+        raise ConfigError(f"invalid --set {text!r}: expected KEY=VALUE, e.g. --set loss.eps_high=0.2")
+    key, value = text.split("=", 1)
+    return key.strip(), parse_value(key.strip(), value)
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A command-line value parsed as a YAML scalar (``null``, ``true``, ``1e-4``); errors name the key."""
     import yaml
 
-    if "=" not in text:
-        raise ValueError(f"invalid override {text!r}: expected KEY=VALUE, e.g. loss.eps_high=0.2")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value) if value.strip() else ""
+    if not text.strip():
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid value for {key}: {text!r} is not a YAML scalar ({_first_line(err)})") from None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Return a copy of the raw YAML layout with dotted ``(key, value)`` overrides applied."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in (raw or {}).items()}
-    for key, value in overrides:
-        parts = key.split(".")
-        if len(parts) == 1 and key in TOP_LEVEL:
-            out[key] = value
-        elif len(parts) == 2 and parts[0] in SECTIONS:
-            valid = [f.name for f in dataclasses.fields(SECTIONS[parts[0]])]
-            if parts[1] not in valid:
-                raise ValueError(f"unknown field {key}; valid fields of {parts[0]}: {', '.join(valid)}")
-            out.setdefault(parts[0], {})[parts[1]] = value
-        else:
-            raise ValueError(f"unknown config key {key!r}; expected method, preset or SECTION.FIELD with SECTION in "
-                             f"{', '.join(SECTIONS)}")
-    return out
+def _first_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:160]
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The YAML mapping of a config file; every problem is a :class:`ConfigError` naming the file."""
+    import yaml
+
+    path = Path(path)
+    if path.is_dir():
+        hint = " (a run directory? resume it with --resume DIR, or pass DIR/config.yaml)" \
+            if (path / "config.yaml").exists() else ""
+        raise ConfigError(f"config {path} is a directory, expected a YAML file{hint}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        tabs = " (YAML does not allow tabs for indentation)" if "\t" in text else ""
+        problem = getattr(err, "problem", None) or _first_line(err)
+        raise ConfigError(f"config file {path} is not valid YAML at{where}: {problem}{tabs}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections at the top level, got "
+                          f"{type(raw).__name__}")
+    return raw
 
 
 def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]] | None = None) -> TrainConfig:
     """Load a YAML file (or the defaults when ``path`` is None) and apply dotted overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        import yaml
+    raw = read_config_file(path) if path is not None else {}
+    try:
+        return config_from_dict(raw, overrides)
+    except ConfigError:
+        raise
+    except (ValueError, KeyError) as err:
+        message = err.args[0] if err.args else str(err)
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{message}") from None
 
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"invalid config file {path}: expected a mapping at the top level")
-    return config_from_dict(apply_overrides(raw, overrides or []))
+
+def config_yaml(config: TrainConfig) -> str:
+    """The text of ``config.yaml``: the fully resolved config (what ran) and its ``explicit`` list."""
+    import yaml
+
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    import yaml
-
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
+    """Write ``config.yaml`` atomically."""
+    atomic_write_text(path, config_yaml(config))
 
 
 # ----------------------------------------------------------------------------------------------------------------

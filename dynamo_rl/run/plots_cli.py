@@ -1,4 +1,4 @@
-"""``dynamo-rl plot RUN_DIR``: write the training-dynamics PNGs of a run (see :mod:`dynamo_rl.trainer.plots`)."""
+"""``dynamo-rl plot RUN_DIR``: write the training-dynamics PNGs of a run (see :mod:`dynamo_rl.run.plots`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynamo_rl.trainer.plots import write_plots
+    from dynamo_rl.run.plots import write_plots
 
     for path in write_plots(args.run_dir, args.output):
         print(path)

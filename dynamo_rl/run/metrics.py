@@ -1,9 +1,8 @@
-"""Metric keys of the built-in trainer and the sinks that record them.
+"""The metrics log of a run, shared by every engine: ``RUN_DIR/metrics.jsonl`` (one JSON object per training step,
+always written, fsynced) plus optional TensorBoard / Weights & Biases mirrors of the scalars.
 
-Every key is defined in ``docs/metrics.md`` ("Trainer"). ``metrics.jsonl`` (one JSON object per step, always
-written) is the record of a run; TensorBoard and Weights & Biases mirror the scalars when installed and asked for.
-Keys produced by :func:`dynamo_rl.objective.compute_objective` (``loss/*``, ``mod/*``, ...) are logged as they come,
-averaged over the micro-batches of a step.
+Keys are in :mod:`dynamo_rl.run.metric_names` and ``docs/metrics.md``. A torn last line (a kill in the middle of a
+write) is dropped with a warning by :func:`read_metrics` and by a resumed run, which rewrites that step anyway.
 """
 
 from __future__ import annotations
@@ -11,53 +10,24 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-STEP = "step"
-# Rewards and verification
-REWARD_MEAN = "reward/mean"
-REWARD_STD = "reward/std"
-ACCURACY = "acc/mean"
-STATUS = "status/{}"  # correct / incorrect / unparseable / timeout counts
-GROUPS_ALL_CORRECT = "groups/all_correct_frac"
-GROUPS_ALL_WRONG = "groups/all_wrong_frac"
-# Policy update
-LOSS = "actor/loss"
-ENTROPY = "actor/entropy"
-GRAD_NORM = "actor/grad_norm"
-LR = "actor/lr"
-OPTIMIZER_STEPS = "actor/optimizer_steps"
-# Allocation
-ALLOC_MIN = "alloc/num_rollouts_min"
-ALLOC_MAX = "alloc/num_rollouts_max"
-ALLOC_MEAN = "alloc/num_rollouts_mean"
-ALLOC_HISTOGRAM = "alloc/histogram"
-ALLOC_NUM_ROLLOUTS = "alloc/num_rollouts"
-ALLOC_WITH_HISTORY = "alloc/frac_with_history"
-ALLOC_VARIANCE_RATIO = "alloc/variance_reduction_ratio"
-HISTORY_PROMPTS = "history/num_prompts"
-LEVEL_ROLLOUTS = "level/{}/rollouts"
-LEVEL_NUM_ROLLOUTS_MEAN = "level/{}/num_rollouts_mean"
-LEVEL_ACCURACY = "level/{}/acc"
-# Tokens and time
-RESPONSE_TOKENS = "tokens/response_total"
-RESPONSE_LENGTH = "tokens/response_length_mean"
-TRUNCATED = "tokens/truncated_frac"
-STEP_TIME = "time/step_s"
-GENERATE_TIME = "time/generate_s"
-VERIFY_TIME = "time/verify_s"
-UPDATE_TIME = "time/update_s"
-# Held-out evaluation
-EVAL_ACCURACY = "eval/acc"
-EVAL_LEVEL_ACCURACY = "eval/level/{}/acc"
-EVAL_TIME = "eval/time_s"
-
-TIME_KEYS = (STEP_TIME, GENERATE_TIME, VERIFY_TIME, UPDATE_TIME, EVAL_TIME)
-"""Wall-clock keys: the only ones that differ between two runs with the same seed."""
+from dynamo_rl.run.atomic import atomic_write_text
+from dynamo_rl.run.metric_names import (
+    ACCURACY,
+    GROUPS_ALL_CORRECT,
+    GROUPS_ALL_WRONG,
+    LEVEL_ACCURACY,
+    REWARD_MEAN,
+    REWARD_STD,
+    STATUS,
+    STEP,
+)
 
 
 def to_float(value: Any) -> Any:
@@ -123,40 +93,44 @@ class MetricsLogger:
             self._wandb.finish()
 
 
+def _parse_lines(path: Path) -> list[dict[str, Any]]:
+    """Records of a metrics file; a torn (unparseable) LAST line is dropped with a warning, any other bad line
+    raises ``ValueError`` naming the file and line."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            if number == len(lines):
+                warnings.warn(f"{path}: dropping a torn last line ({number}): {line[:60]!r}", stacklevel=3)
+                break
+            raise ValueError(f"{path}: line {number} is not a metrics record ({err})") from None
+        records.append(record)
+    return records
+
+
 def truncate_after(path: Path, step: int) -> None:
-    """Drop records with ``step`` > ``step`` (a resumed run re-does the steps after its checkpoint)."""
+    """Drop records with ``step`` > ``step`` and a torn last line (a resumed run re-does the steps after its
+    checkpoint); the file is replaced atomically."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get(STEP, 0) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    keep = [r for r in _parse_lines(path) if r.get(STEP, 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All records of ``RUN_DIR/metrics.jsonl`` in order."""
+    """All records of ``RUN_DIR/metrics.jsonl`` in order (a torn last line is dropped with a warning)."""
     path = Path(run_dir) / "metrics.jsonl"
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"no run directory {run_dir}")
     if not path.exists():
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def allocation_metrics(num_rollouts: np.ndarray, levels: list[Any], has_history: np.ndarray,
-                       variance_ratio: float | None) -> dict[str, Any]:
-    """Histogram, range and per-level mean of the allocation n_i of one step."""
-    values, counts = np.unique(num_rollouts, return_counts=True)
-    out: dict[str, Any] = {
-        ALLOC_MIN: int(num_rollouts.min()), ALLOC_MAX: int(num_rollouts.max()),
-        ALLOC_MEAN: float(num_rollouts.mean()), ALLOC_HISTOGRAM: {str(int(v)): int(c) for v, c in zip(values, counts)},
-        ALLOC_WITH_HISTORY: float(np.mean(has_history)), ALLOC_VARIANCE_RATIO: variance_ratio,
-        ALLOC_NUM_ROLLOUTS: [int(n) for n in num_rollouts],
-    }
-    for level in sorted({lv for lv in levels if lv is not None}, key=str):
-        chosen = np.array([lv == level for lv in levels])
-        out[LEVEL_NUM_ROLLOUTS_MEAN.format(level)] = float(num_rollouts[chosen].mean())
-        out[LEVEL_ROLLOUTS.format(level)] = int(num_rollouts[chosen].sum())
-    return out
+    return _parse_lines(path)
 
 
 def reward_metrics(rewards: np.ndarray, correct: np.ndarray, statuses: list[str], levels: list[Any],

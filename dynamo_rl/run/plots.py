@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dynamo_rl.trainer.metrics import read_metrics
+from dynamo_rl.run.metrics import read_metrics
 
 PLOT_FILES = ("learning_curve.png", "dynamics.png", "allocation.png")
 

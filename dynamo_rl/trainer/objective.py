@@ -18,7 +18,6 @@ omit it. The built-in trainer does so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +28,7 @@ from dynamo_rl.core.losses import LossInputs, compute_policy_loss
 from dynamo_rl.core.modulation import modulate_advantages
 from dynamo_rl.core.shaping import entropy_advantages, fork_token_mask
 from dynamo_rl.core.token_stats import TokenStats
-from dynamo_rl.method_config import LossConfig, MethodConfig
+from dynamo_rl.method_config import MethodConfig
 
 
 @dataclass
@@ -44,28 +43,6 @@ class ObjectiveOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
     advantages: torch.Tensor | None = None
     loss_mask: torch.Tensor | None = None
-
-
-def _ppo_kwargs(cfg: LossConfig, generator: torch.Generator | None) -> dict[str, Any]:
-    return {"eps_low": cfg.eps_low, "eps_high": cfg.eps_high, "clip_ratio_c": cfg.clip_ratio_c}
-
-
-def _clip_cov_kwargs(cfg: LossConfig, generator: torch.Generator | None) -> dict[str, Any]:
-    return {"eps_low": cfg.eps_low, "eps_high": cfg.eps_high, "clip_cov_ratio": cfg.clip_cov_ratio,
-            "clip_cov_lb": cfg.clip_cov_lb, "clip_cov_ub": cfg.clip_cov_ub, "generator": generator}
-
-
-def _kl_cov_kwargs(cfg: LossConfig, generator: torch.Generator | None) -> dict[str, Any]:
-    return {"kl_cov_ratio": cfg.kl_cov_ratio, "kl_cov_coef": cfg.kl_cov_coef}
-
-
-LOSS_KWARGS: dict[str, Callable[[LossConfig, torch.Generator | None], dict[str, Any]]] = {
-    "ppo_clip": _ppo_kwargs,
-    "clip_cov": _clip_cov_kwargs,
-    "kl_cov": _kl_cov_kwargs,
-}
-"""How each built-in policy loss reads its keyword arguments from :class:`LossConfig`. A loss registered by a user
-without an entry here is called with no keyword arguments."""
 
 
 def _broadcast_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -115,9 +92,8 @@ def compute_objective(method: MethodConfig, *, logprobs: torch.Tensor, old_logpr
         adv = modulation.advantages.detach()
         metrics.update(modulation.metrics)
 
-    kwargs_fn = LOSS_KWARGS.get(cfg.policy_loss)
-    loss_kwargs = kwargs_fn(cfg, generator) if kwargs_fn is not None else {}
-    per_token = compute_policy_loss(cfg.policy_loss, LossInputs(logprobs, old_logprobs, adv, mask), **loss_kwargs)
+    per_token = compute_policy_loss(cfg.policy_loss, LossInputs(logprobs, old_logprobs, adv, mask),
+                                    **cfg.policy_loss_kwargs(generator))
 
     loss_mask = per_token.mask
     if cfg.fork_top_ratio is not None:
