@@ -239,8 +239,8 @@ def summary(records: list[dict[str, Any]], run_dir: Path, start_step: int = 0) -
             if first.get(key) is not None:
                 lines.append(f"  {key.split('/')[2]:>4}: {first[key]:.3f} -> {last[key]:.3f}")
     elif records:
-        lines.append(f"trained steps {start_step + 1}..{records[-1].get('step')}; no held-out evaluation "
-                     "(run.eval_every=0 or no eval data)")
+        lines.append(f"trained steps {start_step + 1}..{records[-1].get('step')}; no held-out evaluation in this run "
+                     "(run.eval_every=0, no eval data, or --engine trl: use dynamo-rl eval)")
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
         lines.append(f"last checkpoint: {checkpoint}  (dynamo-rl eval --model {checkpoint} ...)")

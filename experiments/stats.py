@@ -114,3 +114,121 @@ def rollouts_to_target(rollouts: Sequence[float], accuracy: Sequence[float], tar
             frac = (target - y[i - 1]) / (y[i] - y[i - 1])
             return float(x[i - 1] + frac * (x[i] - x[i - 1]))
     return None
+
+
+# ------------------------------------------------------------------------------------ power and paired tests
+Z_POWER_80 = 0.8416
+"""Standard-normal quantile of 0.8 (fallback for the power term without scipy)."""
+
+
+def minimum_detectable_effect(differences: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true mean difference a two-sided paired t-test at level ``alpha`` detects with probability ``power``,
+    given the spread of the observed paired differences: (t_{1−α/2, n−1} + t_{power, n−1}) · s_d / √n.
+
+    NaN with fewer than 2 finite differences. (A standard planning formula; it treats s_d as known.)
+    """
+    x = np.asarray([v for v in differences if v is not None and math.isfinite(v)], dtype=np.float64)
+    n = int(x.size)
+    if n < 2:
+        return float("nan")
+    df = n - 1
+    t_alpha = t_quantile(1 - alpha, df)
+    try:
+        from scipy import stats
+
+        t_power = float(stats.t.ppf(power, df))
+    except ImportError:
+        if abs(power - 0.8) > 1e-12:
+            raise ImportError("power other than 0.8 needs scipy") from None
+        t_power = Z_POWER_80
+    return (t_alpha + t_power) * float(x.std(ddof=1)) / math.sqrt(n)
+
+
+def paired_t_pvalue(differences: Sequence[float]) -> float | None:
+    """Two-sided p-value of the one-sample t-test of ``differences`` against 0 (None without scipy or n < 2)."""
+    x = np.asarray([v for v in differences if v is not None and math.isfinite(v)], dtype=np.float64)
+    if x.size < 2:
+        return None
+    sd = float(x.std(ddof=1))
+    if sd == 0:
+        return 0.0 if float(x.mean()) != 0 else 1.0
+    try:
+        from scipy import stats
+    except ImportError:
+        return None
+    t = float(x.mean()) / (sd / math.sqrt(x.size))
+    return float(2 * stats.t.sf(abs(t), x.size - 1))
+
+
+def paired_differences(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """``a[s] − b[s]`` for the seeds present in both, in seed order."""
+    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+
+
+# ------------------------------------------------------------------------------------ sample efficiency
+Curve = tuple[Sequence[float], Sequence[float]]
+
+
+def curve_value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """The curve linearly interpolated at ``x`` (clamped to its ends)."""
+    return float(np.interp(x, np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)))
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Rollouts a method needs to reach a target that the reference (GRPO) reaches mid-run, from seed-mean curves,
+    with a percentile bootstrap over seeds (paired: one seed draw resamples both methods' runs of that seed)."""
+
+    target: float
+    """The reference's seed-mean curve at ``fraction`` of its budget."""
+    reference_rollouts: float | None
+    rollouts: float | None
+    """First crossing of the method's seed-mean curve (None: never reached within its budget)."""
+    ratio: float | None
+    """rollouts / reference_rollouts."""
+    ratio_low: float
+    ratio_high: float
+    """95 % bootstrap interval of the ratio (inf: more than the budget in ≥ 2.5 % of the resamples)."""
+    reached_share: float
+    """Share of bootstrap resamples in which the method reaches the target."""
+    n: int
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        def clean(x: float | None) -> float | None:
+            return None if x is None or math.isnan(x) else (x if math.isfinite(x) else None)
+
+        return {"target": self.target, "reference_rollouts": self.reference_rollouts, "rollouts": self.rollouts,
+                "ratio": clean(self.ratio), "ratio_low": clean(self.ratio_low), "ratio_high": clean(self.ratio_high),
+                "ratio_high_infinite": math.isinf(self.ratio_high), "reached_share": self.reached_share, "n": self.n}
+
+
+def _efficiency_once(method: list[Curve], reference: list[Curve], fraction: float) -> tuple[float, float | None,
+                                                                                          float | None]:
+    rx, ry = mean_curve(reference)
+    target = curve_value_at(rx, ry, fraction * float(rx[-1]))
+    mx, my = mean_curve(method)
+    return target, rollouts_to_target(rx, ry, target), rollouts_to_target(mx, my, target)
+
+
+def sample_efficiency(method: dict[int, Curve], reference: dict[int, Curve], fraction: float = 0.5,
+                      n_boot: int = 2000, seed: int = 0) -> Efficiency | None:
+    """:class:`Efficiency` of ``method`` against ``reference`` (curves ``(rollouts, accuracy)`` by seed) at the
+    target the reference's seed-mean curve has at ``fraction`` of its budget. None without common seeds."""
+    seeds = sorted(set(method) & set(reference))
+    if not seeds:
+        return None
+    target, ref_x, x = _efficiency_once([method[s] for s in seeds], [reference[s] for s in seeds], fraction)
+    ratio = x / ref_x if x is not None and ref_x else None
+    rng = np.random.default_rng(seed)
+    ratios = []
+    reached = 0
+    for _ in range(n_boot):
+        draw = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]
+        _, r_ref, r_m = _efficiency_once([method[s] for s in draw], [reference[s] for s in draw], fraction)
+        if r_m is None or not r_ref:
+            ratios.append(math.inf)
+        else:
+            reached += 1
+            ratios.append(r_m / r_ref)
+    low, high = (float(np.percentile(ratios, q)) for q in (2.5, 97.5))
+    return Efficiency(target, ref_x, x, ratio, low, high, reached / n_boot, len(seeds))

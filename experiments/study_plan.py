@@ -129,8 +129,8 @@ class Sizes:
     """How big one training run is (identical for every row of a study). Defaults: the paper's regime on the demo
     task (study 3): several off-policy PPO updates per rollout batch."""
 
-    steps: int = 16
-    """Rollout batches per run."""
+    steps: int = 24
+    """Rollout batches per run (24 × 512 = 12,288 rollouts, 384 optimiser steps)."""
     prompts_per_step: int = 64
     mean_rollouts: int = 8
     n_min: int = 4

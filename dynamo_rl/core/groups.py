@@ -9,6 +9,9 @@ Shapes: ``B`` rows. ``group_ids`` may be any integers (not necessarily contiguou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 import torch
 
 
@@ -62,3 +65,20 @@ def group_std(values: torch.Tensor, group_ids: torch.Tensor, unbiased: bool = Tr
     dof = counts - 1.0 if unbiased else counts
     var = torch.where(dof > 0, sq / dof.clamp(min=1.0), torch.zeros_like(sq))
     return var.sqrt()[inverse]
+
+
+T = TypeVar("T")
+
+
+def repeat_per_prompt(values: Sequence[T], num_rollouts: Sequence[int]) -> list[T]:
+    """``[v_0]*n_0 + [v_1]*n_1 + ...``: the ONE way per-prompt fields become per-rollout fields, in every engine
+    (Sec. 4.2 of DynaMO, arXiv 2602.19208: prompt i gets n_i rollouts; repeating every field by the same n_i avoids
+    the official trainer's ground-truth mis-pairing)."""
+    if len(values) != len(num_rollouts):
+        raise ValueError(f"num_rollouts has {len(num_rollouts)} entries for {len(values)} prompts")
+    out: list[T] = []
+    for value, n in zip(values, num_rollouts):
+        if int(n) < 0:
+            raise ValueError(f"num_rollouts must be ≥ 0, got {int(n)}")
+        out.extend([value] * int(n))
+    return out

@@ -11,8 +11,14 @@ dataset id through ``datasets.load_dataset`` (imported lazily). Every row become
 - every other field of the row in ``meta``.
 
 A malformed file or row raises :class:`DataError` naming the file, the line (JSON Lines, 1-based) or row (JSON and
-Parquet, 0-based) and the field. Nothing is dropped silently: filtering is :mod:`dynamo_rl.data.cleaning`'s job.
-Field names may be dotted paths into nested rows (``reward_model.ground_truth``, ``prompt.0.content``).
+Parquet, 0-based) and the field; a file that is not UTF-8 names the line and byte offset; a source with no rows is an
+error. Nothing is dropped silently: filtering is :mod:`dynamo_rl.data.cleaning`'s job. Field names may be dotted
+paths into nested rows (``reward_model.ground_truth``, ``prompt.0.content``).
+
+A source that looks like a path (it starts with ``/``, ``./``, ``../`` or ``~``, or ends in a data-file suffix) is
+never sent to the hub: when nothing is there the error is ``FileNotFoundError("no such file: ...")`` at once. For a
+hub id, an unreachable hub fails within seconds with one line (a quick probe of the endpoint, instead of
+``datasets``' half-minute of retries); with ``HF_HUB_OFFLINE=1`` (read at call time) only the local cache is used.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,11 @@ from dynamo_rl.data.templates import PromptTemplate, get_template
 from dynamo_rl.data.types import Problem
 
 LOCAL_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".parquet")
+PATH_LIKE_SUFFIXES: tuple[str, ...] = (*LOCAL_SUFFIXES, ".csv", ".tsv", ".txt", ".arrow", ".gz")
+"""Suffixes that mark a source as a local file (supported or not): such a source never becomes a hub lookup."""
+PATH_PREFIXES: tuple[str, ...] = ("/", "./", "../", "~", ".\\", "..\\")
+HUB_PROBE_TIMEOUT_S = 5.0
+_TRUE = ("1", "on", "yes", "true")
 
 
 class DataError(ValueError):
@@ -68,9 +81,21 @@ def _answer_text(value: Any) -> str | None:
     return None
 
 
+def _not_utf8(path: Path, where: str, offset: int, exc: UnicodeDecodeError) -> DataError:
+    bad = exc.object[exc.start:exc.end]
+    return DataError(f"{path}: {where}: not valid UTF-8 (byte offset {offset} in the file, bytes {bad!r}); "
+                     f"re-encode the file as UTF-8")
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    offset = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(path, f"line {number}", offset + exc.start, exc) from None
+            offset += len(raw)
             if not line.strip():
                 continue  # blank lines are not rows
             try:
@@ -81,8 +106,14 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _iter_json(path: Path) -> Iterator[tuple[str, Any]]:
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _not_utf8(path, f"line {line}", exc.start, exc) from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(data, list):
@@ -104,28 +135,93 @@ def _iter_parquet(path: Path) -> Iterator[tuple[str, Any]]:
         yield f"row {number}", row
 
 
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` as set now (``1``/``on``/``yes``/``true``)."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the hub endpoint cannot be reached (one HEAD request, proxies and ``HF_ENDPOINT`` honoured), or None."""
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+    except ImportError:  # pragma: no cover - cannot probe: let `datasets` try
+        return None
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - DNS, refused, timeout, TLS: all mean "not reachable now"
+        return f"{constants.ENDPOINT}: {type(exc).__name__}: {_first_line(exc)}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+@contextmanager
+def _offline_constants(offline: bool) -> Iterator[None]:
+    """Make a late ``HF_HUB_OFFLINE=1`` effective: the libraries read it once, at import."""
+    if not offline:
+        yield
+        return
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = [(module, getattr(module, "HF_HUB_OFFLINE", None)) for module in (constants, datasets.config)]
+    for module, _ in saved:
+        module.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for module, value in saved:
+            module.HF_HUB_OFFLINE = value
+
+
 def _iter_hub(source: str, split: str, config: str | None) -> Iterator[tuple[str, Any]]:
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover
         raise ImportError(f"loading the hub dataset {source!r} needs `datasets`: pip install 'dynamo-rl[data]'") from exc
-    dataset = datasets.load_dataset(source, config, split=split)
+    offline = hub_offline()
+    what = f"hub dataset {source!r} (config={config!r}, split={split!r})"
+    if not offline:
+        reason = hub_unreachable()
+        if reason is not None:
+            raise DataError(f"{what}: the hub is not reachable ({reason}); use a local .jsonl/.json/.parquet file, "
+                            f"or set HF_HUB_OFFLINE=1 to load a cached copy")
+    try:
+        with _offline_constants(offline):
+            dataset = datasets.load_dataset(source, config, split=split)
+    except Exception as exc:  # noqa: BLE001 - not found, bad split, not cached: one line naming the source
+        hint = "; HF_HUB_OFFLINE=1 is set, so only a cached copy can load" if offline else ""
+        raise DataError(f"{what}: {type(exc).__name__}: {_first_line(exc)}{hint}") from None
     for number, row in enumerate(dataset):
         yield f"row {number}", row
 
 
+def looks_like_path(source: str | Path) -> bool:
+    """True for a ``Path``, or text that starts like a path (``/ ./ ../ ~``) or ends in a file suffix."""
+    if isinstance(source, Path):
+        return True
+    return source.startswith(PATH_PREFIXES) or Path(source).suffix.lower() in PATH_LIKE_SUFFIXES
+
+
 def is_local_source(source: str | Path) -> bool:
-    """True for a path with a data-file suffix (whether or not it exists) or an existing file."""
-    path = Path(source)
-    return path.suffix.lower() in LOCAL_SUFFIXES or path.is_file()
+    """True for an existing file, or anything that :func:`looks_like_path` but is not an existing directory (a
+    local dataset directory is read by ``datasets.load_dataset``)."""
+    path = Path(source).expanduser()
+    return path.is_file() or (looks_like_path(source) and not path.is_dir())
 
 
 def iter_rows(source: str | Path, *, split: str = "train", config: str | None = None) -> Iterator[tuple[str, Any]]:
     """``(location, row)`` pairs of a local file or hub dataset; ``location`` is ``"line N"`` or ``"row N"``."""
+    if not isinstance(source, (str, Path)) or not str(source).strip():
+        raise DataError(f"data source must be a file path or a hub dataset id, got {source!r}")
     if is_local_source(source):
-        path = Path(source)
+        path = Path(source).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"data file not found: {path}")
+            raise FileNotFoundError(f"no such file: {path}")
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
             return _iter_jsonl(path)
@@ -153,9 +249,11 @@ def load_problems(source: str | Path, *, problem_field: str = "problem", answer_
         source_name: the name hashed into content ids; default the file stem (``math500``) or the hub id.
 
     Raises:
-        DataError: a malformed file or row (names file, line/row and field), or a duplicated explicit id.
+        DataError: a malformed file or row (names file, line/row and field), a duplicated explicit id, a file that
+            is not UTF-8 (names line and byte offset), a source with no rows, an unreachable or unknown hub dataset.
+        FileNotFoundError: a path-like source with nothing there (``no such file: ...``).
     """
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
     prompt_template = get_template(template)
     local = is_local_source(source)
@@ -168,6 +266,9 @@ def load_problems(source: str | Path, *, problem_field: str = "problem", answer_
             break
         problems.append(_row_to_problem(row, where, location, name, problem_field, answer_field, id_field,
                                         prompt_template, seen_ids))
+    if not problems and limit != 0:
+        raise DataError(f"{where}: no rows (the {'file' if local else 'dataset split'} is empty); a data source "
+                        f"needs at least one row with {problem_field!r} and {answer_field!r}")
     return problems
 
 

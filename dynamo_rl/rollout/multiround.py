@@ -129,14 +129,15 @@ def dapo_dynamic_sampling(
 ) -> SamplingResult[Any]:
     """DAPO dynamic sampling (Yu et al. 2025, arXiv 2503.14476; verl recipe ``filter_groups``).
 
-    Each round draws the next ``batch_prompts`` prompt indices from ``prompts`` (an iterator or a list; each index at
-    most once per call) and generates ``group_size`` rollouts for each. Groups with 0 < #correct < group_size are
+    Each round draws the next ``batch_prompts`` prompt indices from ``prompts`` (an iterator, consumed only as far as
+    needed, or a list; an index already sampled in this call is skipped and counted in ``skipped_repeats``) and
+    generates ``group_size`` rollouts for each. Groups with 0 < #correct < group_size are
     kept until ``target_prompts`` are; degenerate groups (all correct or all wrong) and mixed groups beyond the target
     are discarded. Stops when the target is reached, after ``max_rounds`` rounds (the verl recipe raises there; this
     returns the groups kept so far), when ``prompts`` runs out, or when the ``budget`` (rollouts generated, discarded
     ones included) cannot pay for one more group; a round is shrunk to the groups the budget still pays for.
 
-    ``extra``: ``degenerate_groups``, ``surplus_groups``, ``groups_generated``.
+    ``extra``: ``degenerate_groups``, ``surplus_groups``, ``groups_generated``, ``skipped_repeats``.
     """
     group_size = _positive_int("group_size", group_size, 2)
     batch_prompts = _positive_int("batch_prompts", batch_prompts)
@@ -148,7 +149,7 @@ def dapo_dynamic_sampling(
     kept: dict[int, list[Any]] = {}
     num_generated: dict[int, int] = {}
     num_correct: dict[int, int] = {}
-    generated = rounds = degenerate = surplus = 0
+    generated = rounds = degenerate = surplus = skipped = 0
     stop = "max_rounds"
     while True:
         if rounds >= max_rounds:
@@ -159,10 +160,13 @@ def dapo_dynamic_sampling(
             stop = "budget"
             break
         batch: list[int] = []
+        drawn = set()
         for prompt in source:
-            if prompt in num_generated or prompt in batch:
-                raise ValueError(f"prompt index {prompt!r} was drawn twice in one dapo_dynamic_sampling call")
+            if prompt in num_generated or prompt in drawn:  # a repeat (e.g. the next epoch): sampled once per call
+                skipped += 1
+                continue
             batch.append(prompt)
+            drawn.add(prompt)
             if len(batch) == room:
                 break
         if not batch:
@@ -191,7 +195,7 @@ def dapo_dynamic_sampling(
     return SamplingResult(kept=kept, generated=generated, discarded=generated - kept_total, rounds=rounds,
                           num_generated=num_generated, num_correct=num_correct, stop_reason=stop, budget=budget,
                           extra={"degenerate_groups": degenerate, "surplus_groups": surplus,
-                                 "groups_generated": len(num_generated)})
+                                 "groups_generated": len(num_generated), "skipped_repeats": skipped})
 
 
 # ------------------------------------------------------------------------------------- adaptive early stopping

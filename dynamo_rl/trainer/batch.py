@@ -13,28 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
+from dynamo_rl.core.groups import repeat_per_prompt
 from dynamo_rl.data.types import Problem
 from dynamo_rl.rewards.base import Verdict
 from dynamo_rl.rollout.types import Completion
-
-T = TypeVar("T")
-
-
-def repeat_per_prompt(values: Sequence[T], num_rollouts: Sequence[int]) -> list[T]:
-    """``[v_0]*n_0 + [v_1]*n_1 + ...``: the ONE way per-prompt fields become per-sequence fields."""
-    if len(values) != len(num_rollouts):
-        raise ValueError(f"num_rollouts has {len(num_rollouts)} entries for {len(values)} prompts")
-    out: list[T] = []
-    for value, n in zip(values, num_rollouts):
-        if int(n) < 0:
-            raise ValueError(f"num_rollouts must be ≥ 0, got {int(n)}")
-        out.extend([value] * int(n))
-    return out
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dynamo_rl.data import loading
 from dynamo_rl.data.benchmarks import BENCHMARKS, DATA_DIR_ENV, EVAL_BENCHMARKS, benchmark_source, load_benchmark
 from dynamo_rl.data.loading import DataError, load_problems, stable_prompt_id
 from dynamo_rl.data.templates import QWEN_MATH_INSTRUCTION, TEMPLATES, get_template
@@ -66,6 +67,8 @@ def test_hub_source_uses_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
         return [{"question": "Q1?", "answer": 27.0}, {"question": "Q2?", "answer": "5"}]
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=fake_load_dataset))
+    monkeypatch.setattr(loading, "hub_unreachable", lambda: None)  # no network in tests
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     problems = load_benchmark("amc23", template=None)
     assert calls == [("math-ai/amc23", None, "test")]
@@ -202,3 +205,89 @@ def test_template_braces_in_problem_are_kept() -> None:
     text = "Find $\\{x\\}$ with {problem} and {0} literally"
     assert text in get_template("qwen_math").plain(text)
     assert get_template("qwen_math_user").plain(text).startswith(text)
+
+
+# ---------------------------------------------------------------------------------------------------- bad sources
+def test_non_utf8_files_name_the_line_and_byte_offset(tmp_path: Path) -> None:
+    good = b'{"problem": "p", "answer": "1"}\n'
+    (tmp_path / "latin.jsonl").write_bytes(good + b'{"problem": "caf\xe9", "answer": "2"}\n')
+    with pytest.raises(DataError, match=r"latin.jsonl: line 2: not valid UTF-8 \(byte offset 48 in the file, "
+                                        r"bytes b'\\xe9'\); re-encode the file as UTF-8$"):
+        load_problems(tmp_path / "latin.jsonl")
+    (tmp_path / "latin.json").write_bytes(b'[{"problem": "p",\n "answer": "\xff"}]')
+    with pytest.raises(DataError, match=r"latin.json: line 2: not valid UTF-8 \(byte offset 30 in the file"):
+        load_problems(tmp_path / "latin.json")
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"problem": "p", "answer": "1"}\n')
+    (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf[{"problem": "p", "answer": "1"}]')
+    assert [p.answer for p in load_problems(tmp_path / "bom.jsonl")] == ["1"]
+    assert [p.answer for p in load_problems(tmp_path / "bom.json")] == ["1"]
+
+
+@pytest.mark.parametrize(("name", "content"), [("empty.jsonl", b""), ("blank.jsonl", b"\n  \n\n"),
+                                               ("empty.json", b"[]")])
+def test_empty_sources_are_errors(tmp_path: Path, name: str, content: bytes) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=rf"{name}: no rows \(the file is empty\)"):
+        load_problems(tmp_path / name)
+    assert load_problems(tmp_path / name, limit=0) == []  # asking for no rows is not an error
+
+
+def _no_hub(*args, **kwargs):
+    raise AssertionError("a path-like source must never reach the hub")
+
+
+@pytest.mark.parametrize("source", ["./missing/train.jsonl", "../missing", "~/surely-missing-dynamo-rl.parquet",
+                                    "data/train.csv", "/nonexistent/set", "missing.json"])
+def test_path_like_sources_never_reach_the_hub(monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=_no_hub))
+    monkeypatch.setattr(loading, "hub_unreachable", _no_hub)
+    with pytest.raises(FileNotFoundError, match=r"^no such file: "):
+        load_problems(source)
+
+
+def test_existing_file_with_an_unsupported_suffix(tmp_path: Path) -> None:
+    (tmp_path / "set.csv").write_text("problem,answer\np,1\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"set.csv: unsupported file type '.csv'; expected one of .jsonl, .json"):
+        load_problems(tmp_path / "set.csv")
+
+
+def test_unreachable_hub_fails_at_once_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=_no_hub))
+    monkeypatch.setattr(loading, "hub_unreachable", lambda: "https://huggingface.co: ConnectError: no DNS")
+    with pytest.raises(DataError) as info:
+        load_problems("org/some-set")
+    assert str(info.value) == (
+        "hub dataset 'org/some-set' (config=None, split='train'): the hub is not reachable (https://huggingface.co: "
+        "ConnectError: no DNS); use a local .jsonl/.json/.parquet file, or set HF_HUB_OFFLINE=1 to load a cached copy")
+
+
+def test_hub_errors_become_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bad_split(path, name=None, split=None):
+        raise ValueError(f"Unknown split \"{split}\".\nShould be one of ['train'].")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=bad_split))
+    monkeypatch.setattr(loading, "hub_unreachable", lambda: None)
+    with pytest.raises(DataError) as info:
+        load_problems("org/some-set", split="tset")
+    assert str(info.value) == "hub dataset 'org/some-set' (config=None, split='tset'): ValueError: Unknown split \"tset\"."
+
+
+def test_offline_hub_set_late_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE=1 set after `datasets` was imported: no network attempt, one line naming the source."""
+    datasets = pytest.importorskip("datasets")
+    from huggingface_hub import constants
+
+    before = (constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(loading, "hub_unreachable", _no_hub)  # offline: the probe is not even tried
+    with pytest.raises(DataError, match=r"^hub dataset 'dynamo-rl-test/not-cached-anywhere' \(config=None, "
+                                        r"split='train'\): .*HF_HUB_OFFLINE=1 is set, so only a cached copy can load$"):
+        load_problems("dynamo-rl-test/not-cached-anywhere")
+    assert (constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE) == before  # restored

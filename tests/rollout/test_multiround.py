@@ -118,8 +118,8 @@ def test_dapo_budget_max_rounds_and_exhaustion():
 
 def test_dapo_validates():
     fake = FakeSampler([0.5] * 4)
-    with pytest.raises(ValueError, match="drawn twice"):
-        dapo_dynamic_sampling(fake, [0, 1, 1], group_size=2, batch_prompts=3, target_prompts=3)
+    rep = dapo_dynamic_sampling(fake, [0, 1, 1, 0, 2], group_size=2, batch_prompts=3, target_prompts=3)
+    assert sorted(rep.num_generated) == [0, 1, 2] and rep.extra["skipped_repeats"] == 2 and rep.generated == 6
     with pytest.raises(ValueError, match="group_size=1"):
         dapo_dynamic_sampling(fake, [0], group_size=1, batch_prompts=1, target_prompts=1)
     with pytest.raises(ValueError, match="returned 1 rollouts for prompt 0"):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dynamo_rl.core.advantages import compute_advantages
+from dynamo_rl.core.groups import repeat_per_prompt
 from dynamo_rl.data.types import Problem
 from dynamo_rl.rewards.base import Verdict
 from dynamo_rl.rollout.types import Completion
@@ -14,7 +15,6 @@ from dynamo_rl.trainer.batch import (
     RolloutBatch,
     mini_batches,
     pad_tokens,
-    repeat_per_prompt,
     token_batch,
     verify_responses,
 )

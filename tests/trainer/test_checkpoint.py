@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynamo_rl.run.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dynamo_rl.core.history import SuccessHistory
 from dynamo_rl.method_config import AllocationConfig
 from dynamo_rl.run.allocator import RolloutAllocator
+from dynamo_rl.run.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dynamo_rl.run.metric_names import TIME_KEYS
 from dynamo_rl.run.metrics import read_metrics
 

@@ -7,7 +7,6 @@ import argparse
 import pytest
 
 from dynamo_rl.presets import build_method_config
-from dynamo_rl.train_cli import add_arguments, collect_overrides, demo_config_path
 from dynamo_rl.run.config import (
     OptimConfig,
     config_from_dict,
@@ -16,6 +15,7 @@ from dynamo_rl.run.config import (
     load_config,
     parse_override,
 )
+from dynamo_rl.train_cli import add_arguments, collect_overrides, demo_config_path
 
 
 def test_yaml_then_overrides(tmp_path):

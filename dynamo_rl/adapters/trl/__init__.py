@@ -15,8 +15,8 @@ check_trl_version()
 
 from dynamo_rl.adapters.trl.config import DynaMOConfig  # noqa: E402
 from dynamo_rl.adapters.trl.rewards import make_math_verify_reward, math_verify_reward  # noqa: E402
-from dynamo_rl.adapters.trl.run import run_trl, train_with_trl, trl_config_from_train_config  # noqa: E402
+from dynamo_rl.adapters.trl.run import run_trl, trl_config_from_train_config  # noqa: E402
 from dynamo_rl.adapters.trl.trainer import DynaMOTrainer  # noqa: E402
 
 __all__ = ["SUPPORTED_RANGE", "DynaMOConfig", "DynaMOTrainer", "check_trl_version", "make_math_verify_reward",
-           "math_verify_reward", "run_trl", "train_with_trl", "trl_config_from_train_config"]
+           "math_verify_reward", "run_trl", "trl_config_from_train_config"]

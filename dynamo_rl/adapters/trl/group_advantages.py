@@ -44,9 +44,10 @@ def _nanstd_all(values: torch.Tensor) -> torch.Tensor:
 
 
 def trl_group_advantages(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, group_ids: torch.Tensor, *,
-                         scale_rewards: str = "group",
-                         multi_objective_aggregation: str = "sum_then_normalize") -> tuple[torch.Tensor, torch.Tensor]:
-    """TRL's advantages with ragged groups. Returns ``(advantages (B,), is_std_zero (B,) bool)`` for logging."""
+                         scale_rewards: str = "group", multi_objective_aggregation: str = "sum_then_normalize",
+                         eps: float = TRL_STD_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """TRL's advantages with ragged groups. Returns ``(advantages (B,), is_std_zero (B,) bool)`` for logging.
+    ``eps`` is the std-normalisation ε (TRL: 1e-4; the adapter passes ``loss.grpo_eps`` so all engines agree)."""
     if rewards_per_func.dim() != 2:
         raise ValueError(f"rewards_per_func must be (B, F), got shape {tuple(rewards_per_func.shape)}")
     if group_ids.shape != rewards_per_func.shape[:1]:
@@ -68,18 +69,18 @@ def trl_group_advantages(rewards_per_func: torch.Tensor, reward_weights: torch.T
             raise ValueError(f"invalid scale_rewards={scale_rewards!r}: expected group, batch or none")
         advantages = rewards - mean
         if scale_rewards != "none":
-            advantages = advantages / (std + TRL_STD_EPS)
+            advantages = advantages / (std + eps)
     elif multi_objective_aggregation == "normalize_then_sum":
         columns = []
         for k in range(rewards_per_func.shape[1]):
             col = rewards_per_func[:, k]
             mean_k = segment_nanmean(col, group_ids, num_groups)[group_ids]
             std_k = segment_nanstd(col, group_ids, num_groups)[group_ids]
-            columns.append((col - mean_k) / (std_k + TRL_STD_EPS))
+            columns.append((col - mean_k) / (std_k + eps))
         rewards = (torch.stack(columns, dim=1) * weights).nansum(dim=1)
         rewards[unscorable] = torch.nan
         std = (_nanstd_all(rewards) if rewards.numel() > 1 else rewards.new_tensor(0.0)).expand_as(rewards)
-        advantages = (rewards - torch.nanmean(rewards)) / (std + TRL_STD_EPS)
+        advantages = (rewards - torch.nanmean(rewards)) / (std + eps)
     else:
         raise ValueError(f"invalid multi_objective_aggregation={multi_objective_aggregation!r}: expected "
                          "sum_then_normalize or normalize_then_sum")

@@ -23,7 +23,8 @@ from collections.abc import Iterator, Sequence, Sized
 import torch
 from torch.utils.data import Sampler
 
-from dynamo_rl.adapters.trl.allocator import RolloutAllocator
+from dynamo_rl.core.groups import repeat_per_prompt
+from dynamo_rl.run.allocator import RolloutAllocator
 
 
 class DynamicRepeatSampler(Sampler[int]):
@@ -73,14 +74,12 @@ class DynamicRepeatSampler(Sampler[int]):
         size = self.prompts_per_batch
         chunks = [indexes[i:i + size] for i in range(0, len(indexes), size)]
         for chunk in (c for c in chunks if len(c) == size):
-            counts = self.allocator.allocate([self.prompt_ids[i] for i in chunk]).tolist()
+            counts = self.allocator.allocate([self.prompt_ids[i] for i in chunk]).counts()
             self.last_allocation = (chunk, counts)
             for _ in range(self.repeat_count):
-                for index, count in zip(chunk, counts):
-                    for _ in range(count):
-                        yield index
+                yield from repeat_per_prompt(chunk, counts)
 
     def __len__(self) -> int:
         # Σ n_i is fixed per chunk, so the length equals RepeatSampler's: step counting and LR schedules are unchanged.
-        rollouts = self.allocator.rollouts_per_prompt
+        rollouts = self.allocator.config.mean_rollouts
         return (self.num_samples // self.prompts_per_batch) * self.prompts_per_batch * rollouts * self.repeat_count

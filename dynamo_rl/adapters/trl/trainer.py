@@ -27,11 +27,17 @@ from datasets import Dataset, IterableDataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from dynamo_rl.adapters.trl.allocator import RolloutAllocator
 from dynamo_rl.adapters.trl.config import DynaMOConfig
 from dynamo_rl.adapters.trl.group_advantages import contiguous_group_ids, trl_group_advantages
 from dynamo_rl.adapters.trl.sampler import DynamicRepeatSampler
 from dynamo_rl.adapters.trl.token_modulation import install_stats_capture, modulated_advantages
+from dynamo_rl.core.advantages import compute_advantages
+from dynamo_rl.core.groups import repeat_per_prompt
+from dynamo_rl.core.shaping import entropy_advantages
+from dynamo_rl.run import metric_names as K
+from dynamo_rl.run.allocator import RolloutAllocator
+from dynamo_rl.run.atomic import atomic_write_json
+from dynamo_rl.run.checkpoint import TRL_MARKER
 
 PROMPT_ID_COLUMN = "dynamo_prompt_id"
 """Column added to the train dataset (row index as str) when ``dynamo_prompt_id_column`` is None."""
@@ -82,14 +88,15 @@ class DynaMOTrainer(GRPOTrainer):
             train_dataset, args.dynamo_prompt_id_column)
         method = args.method_config
         self.dynamo_method = method
-        self.dynamo_allocator = RolloutAllocator(method.allocation, args.num_generations)
+        self.dynamo_allocator = RolloutAllocator(method.allocation)
+        self._dynamo_warned_no_history = False
         self._dynamo_ctx: dict[str, Any] | None = None
         self._dynamo_rewards_per_func: torch.Tensor | None = None
         self.dynamo_last_modulation = None
         self.dynamo_last_groups: tuple[list[str], list[int]] | None = None
         super().__init__(model, reward_funcs, args, train_dataset, *pos, **kwargs)
         self._dynamo_capture = None
-        if method.modulation.enabled:
+        if method.modulation.enabled or method.loss.entropy_adv_alpha is not None:
             base = self.model.get_base_model() if is_peft_model(self.model) else self.model
             self._dynamo_capture = install_stats_capture(base, temperature=self.temperature,
                                                          cast_lm_head_to_fp32=args.cast_lm_head_to_fp32)
@@ -120,14 +127,14 @@ class DynaMOTrainer(GRPOTrainer):
         local_ids = [str(row[self._dynamo_id_column]) for row in inputs]
         all_ids = gather_object(local_ids)
         _, unique, sizes = contiguous_group_ids(all_ids)
-        expected = self.dynamo_allocator.allocate(unique).tolist()
+        expected = self.dynamo_allocator.allocate(unique).counts()
         if expected == sizes:
             return inputs, False
         all_rows = gather_object(inputs)
         first: dict[str, dict[str, Any]] = {}
         for row in all_rows:
             first.setdefault(str(row[self._dynamo_id_column]), row)
-        expanded = [dict(first[pid]) for pid, n in zip(unique, expected) for _ in range(n)]
+        expanded = [dict(first[pid]) for pid in repeat_per_prompt(unique, expected)]
         rank, local = self.accelerator.process_index, len(inputs)
         return expanded[rank * local:(rank + 1) * local], True
 
@@ -150,17 +157,17 @@ class DynaMOTrainer(GRPOTrainer):
         all_ids = gather_object([str(row[self._dynamo_id_column]) for row in inputs])
         group_ids, unique, sizes = contiguous_group_ids(all_ids)
         self.dynamo_last_groups = (unique, sizes)
-        alloc_metrics = self.dynamo_allocator.allocation_metrics(unique, np.asarray(sizes))
+        allocation = self.dynamo_allocator.allocate(unique)
+        alloc_metrics = self.dynamo_allocator.metrics(allocation, scalars_only=True)
+        self._warn_once_without_history(allocation)
 
         output = super()._generate_and_score_completions(inputs)
 
         rewards_per_func = self._dynamo_rewards_per_func
-        advantages, is_std_zero = trl_group_advantages(
-            rewards_per_func, self.reward_weights, group_ids, scale_rewards=self.scale_rewards,
-            multi_objective_aggregation=self.multi_objective_aggregation)
+        advantages, is_std_zero = self._group_advantages(rewards_per_func, group_ids)
         rank, local = self.accelerator.process_index, len(inputs)
         output["advantages"] = advantages[rank * local:(rank + 1) * local].to(output["advantages"])
-        self._update_history(rewards_per_func, group_ids, unique)
+        correct, scored = self._update_history(rewards_per_func, group_ids, unique)
 
         metrics = self._metrics["train"]
         metrics["frac_reward_zero_std"][-1] = is_std_zero.float().mean().item()  # super grouped by a fixed size
@@ -168,22 +175,50 @@ class DynaMOTrainer(GRPOTrainer):
         for offset, value in enumerate(advantages.tolist()):
             logged[len(logged) - len(all_ids) + offset] = value
         for key, value in alloc_metrics.items():
+            if value is not None:
+                metrics[key].append(float(value))
+        metrics["alloc/rebound"].append(float(rebound))
+        for key, value in _outcome_metrics(correct, scored, group_ids, len(unique)).items():
             metrics[key].append(value)
-        metrics["dynamo/alloc/rebound"].append(float(rebound))
-        metrics["dynamo/history/num_prompts"].append(float(len(self.dynamo_allocator.history)))
         return output
 
-    def _update_history(self, rewards_per_func: torch.Tensor, group_ids: torch.Tensor, unique: list[str]) -> None:
-        """Count correct / scored completions per prompt from the gathered rewards (identical on every process)."""
+    def _group_advantages(self, rewards_per_func: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                                   torch.Tensor]:
+        """Advantages over the ragged groups: TRL's rule for grpo/dr_grpo (ε = ``loss.grpo_eps``, as every engine),
+        ``dynamo_rl.core.advantages`` for the other estimators (on the weighted total reward)."""
+        loss = self.dynamo_method.loss
+        if loss.advantage_estimator in ("grpo", "dr_grpo"):
+            return trl_group_advantages(rewards_per_func, self.reward_weights, group_ids,
+                                        scale_rewards=self.scale_rewards,
+                                        multi_objective_aggregation=self.multi_objective_aggregation,
+                                        eps=loss.grpo_eps)
+        total = (rewards_per_func * self.reward_weights.to(rewards_per_func).unsqueeze(0)).nansum(dim=1)
+        advantages = compute_advantages(loss.advantage_estimator, total, group_ids.to(total.device),
+                                        **loss.advantage_kwargs())
+        return advantages, torch.zeros_like(advantages, dtype=torch.bool)
+
+    def _warn_once_without_history(self, allocation: Any) -> None:
+        if (self._dynamo_warned_no_history or self.dynamo_method.allocation.allocator == "uniform"
+                or self.state.epoch is None or self.state.epoch < 1 or allocation.has_history.any()):
+            return
+        self._dynamo_warned_no_history = True
+        import warnings
+
+        warnings.warn(f"after an epoch no prompt of this generation batch has min_history="
+                      f"{self.dynamo_method.allocation.min_history} rollouts of history: DynaMO allocates uniformly "
+                      "until prompts are revisited (lower dynamo_min_history or train more epochs)", stacklevel=2)
+
+    def _update_history(self, rewards_per_func: torch.Tensor, group_ids: torch.Tensor,
+                        unique: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Count correct / scored completions per prompt from the gathered rewards (identical on every process);
+        returns the per-rollout ``(correct, scored)`` flags."""
         unscorable = torch.isnan(rewards_per_func).all(dim=1)
         total = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
-        correct = (total > self.args.dynamo_success_threshold) & ~unscorable
-        gid = group_ids.to(rewards_per_func.device)
-        num_correct = torch.zeros(len(unique), dtype=torch.float64, device=gid.device)
-        num_correct.index_add_(0, gid, correct.double())
-        num_samples = torch.zeros(len(unique), dtype=torch.float64, device=gid.device)
-        num_samples.index_add_(0, gid, (~unscorable).double())
-        self.dynamo_allocator.update(unique, num_correct.cpu().numpy(), num_samples.cpu().numpy())
+        correct = ((total > self.args.dynamo_success_threshold) & ~unscorable).cpu().numpy()
+        scored = (~unscorable).cpu().numpy()
+        rollout_prompts = [unique[g] for g in group_ids.tolist()]
+        self.dynamo_allocator.update_from_rollouts(rollout_prompts, correct, scored)
+        return correct, scored
 
     # -- token modulation -------------------------------------------------------------------------------------------
     def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
@@ -227,7 +262,13 @@ class DynaMOTrainer(GRPOTrainer):
         old = ctx.get("old_per_token_logps")
         old = logps.detach() if old is None else old
         wide = self.dynamo_method.modulation.norm_scope != "micro"
-        mod = modulated_advantages(ctx["advantages"], mask, logprobs=logps, old_logprobs=old, entropy=entropies,
+        advantages = ctx["advantages"]
+        loss = self.dynamo_method.loss
+        if loss.entropy_adv_alpha is not None:  # Entropy Advantages (Cheng et al.): A + min(α·H, |A|/κ), per token
+            wide_adv = advantages[:, None].expand_as(entropies) if advantages.dim() == 1 else advantages
+            advantages = entropy_advantages(wide_adv, entropies.detach(), alpha=loss.entropy_adv_alpha,
+                                            kappa=loss.entropy_adv_kappa)
+        mod = modulated_advantages(advantages, mask, logprobs=logps, old_logprobs=old, entropy=entropies,
                                    eps_low=self.epsilon_low, eps_high=self.epsilon_high,
                                    config=self.dynamo_method.modulation, reduce=self._reduce if wide else None)
         ctx["advantages"] = mod.advantages.detach()
@@ -242,14 +283,14 @@ class DynaMOTrainer(GRPOTrainer):
             key = name.split("/", 1)[-1]
             tensor = torch.as_tensor(value, dtype=torch.float32, device=mask.device).mean()
             if key.endswith("_max"):
-                maxima.append((f"dynamo/mod/{key}", tensor, 1.0))
+                maxima.append((f"mod/{key}", tensor, 1.0))
             elif key.endswith("_min"):
-                maxima.append((f"dynamo/mod/{key}", -tensor, -1.0))
+                maxima.append((f"mod/{key}", -tensor, -1.0))
             else:
-                names.append(f"dynamo/mod/{key}")
+                names.append(f"mod/{key}")
                 means.append(tensor)
         sum_sq = (log_sum_sq.detach().float().exp() * valid).sum() / valid.sum().clamp(min=1)
-        names.append("dynamo/mod/sum_sq_probs_mean")
+        names.append("mod/sum_sq_probs_mean")
         means.append(sum_sq)
         mean_values = self._reduce(torch.stack(means), "mean").tolist()
         max_values = self._reduce(torch.stack([t for _, t, _ in maxima]), "max").tolist() if maxima else []
@@ -266,9 +307,29 @@ class DynaMOTrainer(GRPOTrainer):
             checkpoint = os.path.join(self._get_output_dir(trial=trial),
                                       f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             self.dynamo_allocator.save(checkpoint)
+            # Written last: marks the checkpoint complete for the run layer, with its step in generation batches.
+            atomic_write_json(os.path.join(checkpoint, TRL_MARKER), {
+                "step": self.state.global_step // self.updates_per_generation, "global_step": self.state.global_step})
+
+    @property
+    def updates_per_generation(self) -> int:
+        """Optimizer steps per generation batch (a training step of the run layer)."""
+        args = self.args
+        return max(1, args.steps_per_generation * args.num_iterations // args.gradient_accumulation_steps)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is not None and not self.dynamo_allocator.load(checkpoint):
             raise FileNotFoundError(f"no DynaMO allocator state in checkpoint {checkpoint!r}: resuming without it "
                                     "would restart the success history from zero")
+
+
+def _outcome_metrics(correct: np.ndarray, scored: np.ndarray, group_ids: torch.Tensor,
+                     num_groups: int) -> dict[str, float]:
+    """``acc/mean`` and the degenerate-group shares of one generation batch (the built-in trainer's keys)."""
+    gid = group_ids.cpu().numpy()
+    hits = np.bincount(gid, weights=correct, minlength=num_groups)
+    sizes = np.bincount(gid, weights=scored, minlength=num_groups)
+    return {K.ACCURACY: float(correct[scored].mean()) if scored.any() else 0.0,
+            K.GROUPS_ALL_CORRECT: float(np.mean((hits == sizes) & (sizes > 0))),
+            K.GROUPS_ALL_WRONG: float(np.mean(hits == 0))}
