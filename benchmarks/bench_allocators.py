@@ -117,9 +117,7 @@ class Track:
     generated: float = 0.0
     spent: list[float] = field(default_factory=list)
     per_step_ratio: list[float] = field(default_factory=list)
-    saved_frac: list[float] = field(default_factory=list)
     ms: dict[int, float] = field(default_factory=dict)
-    mc_note: str = ""
 
 
 def mc_var(p: np.ndarray, n: np.ndarray, trials: int, rng: np.random.Generator) -> float:
@@ -288,7 +286,6 @@ def simulate(args: argparse.Namespace) -> tuple[dict[str, Track], dict[str, floa
         tr.generated += float(res.generated)
         tr.spent.append(res.generated / (N_BAR * m))
     info["eq44_unbounded"] = float(np.mean(eq44))
-    tracks[SAMPLERS[1]].mc_note = f"(every 5th step, {max(8, args.trials // 4)} replays)"
     return tracks, info
 
 
@@ -371,7 +368,8 @@ def write_doc(path: Path, lines: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps, trials and repeats (≈ 20 s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 12 steps (4 without history), fewer trials and repeats (≈ 6 s)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--population", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=512)

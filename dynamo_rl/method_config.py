@@ -36,10 +36,9 @@ def require_finite(config: Any, section: str) -> None:
 
 def allocator_names() -> list[str]:
     """Every allocator name :func:`dynamo_rl.core.allocation.allocate_rollouts` accepts (from its registry)."""
-    from dynamo_rl.core import allocation
+    from dynamo_rl.core.allocation import ALLOCATORS, HISTORY_ALLOCATORS
 
-    names = getattr(allocation, "ALLOCATOR_NAMES", None)
-    return list(names) if names is not None else allocation.ALLOCATORS.names()
+    return sorted(ALLOCATORS.names() + HISTORY_ALLOCATORS.names())  # read now: allocators registered later count
 
 
 @dataclass(frozen=True)

@@ -230,5 +230,5 @@ def sample_efficiency(method: dict[int, Curve], reference: dict[int, Curve], fra
         else:
             reached += 1
             ratios.append(r_m / r_ref)
-    low, high = (float(np.percentile(ratios, q)) for q in (2.5, 97.5))
+    low, high = (float(np.quantile(ratios, q, method="inverted_cdf")) for q in (0.025, 0.975))  # inf-safe
     return Efficiency(target, ref_x, x, ratio, low, high, reached / n_boot, len(seeds))

@@ -1,5 +1,6 @@
-"""Plots of the study (matplotlib, Agg): learning curves, allocation by difficulty level over training (paper Fig. 2),
-gradient-norm and entropy dynamics GRPO vs DynaMO (Fig. 5), α sensitivity (Fig. 3), per-level accuracy.
+"""Plots of the study (matplotlib, Agg): learning curves, paired differences per seed with the minimum detectable
+effect, allocation by difficulty level (paper Fig. 2), gradient-norm and entropy dynamics with bands over seeds
+(Fig. 5), the budget sweep, measured vs analytic gradient-variance ratios, per-level accuracy.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from experiments.stats import t_interval
-from experiments.study_report import CURVE_KEY, TRAIN_CURVE_KEY, label
+from experiments.study_report import CURVE_KEY, TARGET_FRACTION, label
 
 Runs = dict[tuple[str, str], list[dict[str, Any]]]
 
@@ -53,28 +54,53 @@ def _curves(ax: Any, runs: Runs, group: str, rows: list[str], key: str, x_key: s
         xs, mean, half = _band(runs[(group, row)], key, x_key, smooth)
         if not xs.size:
             continue
-        line, = ax.plot(xs, mean, label=f"{label(row)} (n={len(runs[(group, row)])})")
+        line, = ax.plot(xs, mean, label=f"{label(row)} (n={len(runs[(group, row)])})",
+                        lw=2 if row in bands else 1)
         if row in bands:
             ax.fill_between(xs, mean - half, mean + half, color=line.get_color(), alpha=0.15)
 
 
 def learning_curves(runs: Runs, summary: dict[str, Any], out: Path) -> Path:
     plt = _plt()
-    panels = [("main", ["grpo", "dynamo", "dynamo_theory", "no_dra", "no_gc_ums"], "DynaMO, ablations vs GRPO"),
-              ("main", ["grpo", "dynamo", "clip_higher", "entropy_loss", "fork_tokens", "entropy_adv", "clip_cov",
-                        "kl_cov", "w_reinforce"], "Baselines"),
-              ("family2", ["grpo", "dynamo"], "Held-back family (modmath)")]
-    fig, axes = plt.subplots(2, 3, figsize=(17, 9))
-    for j, (key, what) in enumerate(((CURVE_KEY, "held-out"), (TRAIN_CURVE_KEY, "training-pool"))):
-        for ax, (group, rows, title) in zip(axes[j], panels):
-            _curves(ax, runs, group, rows, key)
-            target = summary.get(group, {}).get("target", {}).get(key)
-            if target is not None:
-                ax.axhline(target, color="grey", ls=":", lw=1, label="GRPO final")
-            ax.set(title=f"{title}: {what}", xlabel="rollouts spent", ylabel=f"{what} accuracy (avg@n, T=1)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+    main_rows = [r for g, r in runs if g == "main"]
+    panels = [["grpo", "dynamo", "dynamo_theory", "clip_higher"], ["grpo", "dynamo", "no_dra", "no_gc", "no_ums"],
+              ["grpo", "no_dra", "dynamo", *sorted(r for r in main_rows if r.startswith("alloc_"))]]
+    titles = ["GRPO, DynaMO, Clip-Higher", "Ablations", "Allocators inside DynaMO"]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
+    eff = (summary.get("main", {}).get("rows", {}).get("grpo") or {}).get("efficiency") or {}
+    for ax, rows, title in zip(axes, panels, titles):
+        _curves(ax, runs, "main", rows, CURVE_KEY)
+        if eff.get("target") is not None:
+            ax.axhline(eff["target"], color="grey", ls=":", lw=1,
+                       label=f"target: GRPO at {TARGET_FRACTION:.0%} of its budget")
+        ax.set(title=title, xlabel="rollouts spent", ylabel="held-out accuracy (avg@n, T=1)")
+        ax.grid(alpha=0.3)
+        _legend(ax, 7)
     return _save(fig, out / "learning_curves.png")
+
+
+def paired_deltas(summary: dict[str, Any], out: Path) -> Path:
+    """Per-seed Δ pass@1 vs GRPO of every main row: dots, the 95 % t interval and ± MDE (80 % power)."""
+    plt = _plt()
+    rows = [(name, row) for name, row in summary.get("main", {}).get("rows", {}).items() if row.get("vs_grpo")]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows) + 2), 4.5))
+    for i, (_name, row) in enumerate(rows):
+        cmp = row["vs_grpo"]
+        diffs = np.array(cmp["differences"]) * 100
+        ax.scatter(np.full(diffs.size, i) + np.linspace(-0.15, 0.15, diffs.size), diffs, s=12, color="grey",
+                   zorder=2)
+        if cmp.get("half_width") is not None:
+            ax.errorbar(i, cmp["mean"] * 100, yerr=cmp["half_width"] * 100, fmt="o", color="C0", capsize=5, zorder=3,
+                        label="mean Δ, 95 % t interval" if i == 0 else None)
+        if cmp.get("mde80") is not None:
+            ax.hlines([cmp["mde80"] * 100, -cmp["mde80"] * 100], i - 0.3, i + 0.3, color="C3", ls="--", lw=1,
+                      label="± MDE (80 % power)" if i == 0 else None)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(rows)), [f"{label(n)}\n(n={r['n']})" for n, r in rows], fontsize=8)
+    ax.set(title="Held-out pass@1 minus GRPO's, paired by seed", ylabel="Δ pass@1 (points)")
+    ax.grid(alpha=0.3, axis="y")
+    _legend(ax)
+    return _save(fig, out / "paired_deltas.png")
 
 
 def allocation(runs: Runs, out: Path) -> Path:
@@ -87,61 +113,96 @@ def allocation(runs: Runs, out: Path) -> Path:
         levels = sorted({k.split("/")[1] for r in results for rec in r["curve"] for k in rec
                          if k.startswith("level/") and k.endswith("/num_rollouts_mean")}, key=str)
         for lv in levels:
-            xs, mean, _ = _band(results, f"level/{lv}/num_rollouts_mean", "step", smooth=3)
+            xs, mean, _ = _band(results, f"level/{lv}/num_rollouts_mean", "step")
             axes[i][0].plot(xs, mean, label=f"L{lv}")
-            xs, mean, _ = _band(results, f"level/{lv}/acc", "step", smooth=3)
+            xs, mean, _ = _band(results, f"level/{lv}/acc", "step")
             axes[i][1].plot(xs, mean, label=f"L{lv}")
-        axes[i][0].set(title=f"{label(row)}: rollouts per prompt by level", xlabel="step", ylabel="mean n_i")
-        axes[i][1].set(title=f"{label(row)}: training success rate by level", xlabel="step", ylabel="accuracy")
+        axes[i][0].set(title=f"{label(row)}: rollouts per prompt by level", xlabel="rollout batch",
+                       ylabel="mean n_i")
+        axes[i][1].set(title=f"{label(row)}: training success rate by level", xlabel="rollout batch",
+                       ylabel="accuracy")
         axes[i][1].axhline(0.5, color="grey", ls=":", lw=1)
         for ax in axes[i]:
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            _legend(ax)
     return _save(fig, out / "allocation_by_level.png")
 
 
 def dynamics(runs: Runs, out: Path) -> Path:
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    rows = ["grpo", "dynamo", "no_gc_ums", "dynamo_theory"]
-    _curves(axes[0], runs, "main", rows, "actor/grad_norm", "step", smooth=3)
-    _curves(axes[1], runs, "main", rows, "actor/entropy", "step", smooth=3)
-    axes[0].set(title="Gradient norm (before clipping)", xlabel="step", ylabel="‖g‖")
-    axes[1].set(title="Token entropy of the sampled responses", xlabel="step", ylabel="entropy (nats)")
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.2))
+    rows = ["grpo", "dynamo", "no_gc", "no_ums", "clip_higher"]
+    _curves(axes[0], runs, "main", rows, "actor/grad_norm", "step")
+    _curves(axes[1], runs, "main", rows, "actor/entropy", "step")
+    _curves(axes[2], runs, "main", rows, "loss/clipfrac", "step")
+    axes[0].set(title="Gradient norm before clipping (mean over a batch's updates)", xlabel="rollout batch",
+                ylabel="‖g‖")
+    axes[1].set(title="Token entropy of the sampled responses", xlabel="rollout batch", ylabel="entropy (nats)")
+    axes[2].set(title="PPO clip fraction (off-policy updates)", xlabel="rollout batch", ylabel="fraction of tokens")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _legend(ax)
     return _save(fig, out / "grad_norm_entropy.png")
 
 
-def alpha_sweep(runs: Runs, summary: dict[str, Any], out: Path) -> Path:
+def budget_sweep(summary: dict[str, Any], out: Path) -> Path:
     plt = _plt()
-    points = []
-    if "main" in summary and "no_gc_ums" in summary["main"]["rows"]:
-        points.append((0.0, summary["main"]["rows"]["no_gc_ums"]["pass@1"]))
-    for row, stats in summary.get("alpha", {}).get("rows", {}).items():
-        points.append((float(row.split("=")[1]), stats["pass@1"]))
-    points.sort()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if points:
-        xs = [p[0] for p in points]
-        ys = [p[1]["mean"] * 100 for p in points]
-        errs = [(p[1]["half_width"] or 0.0) * 100 for p in points]
-        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label="DynaMO, unified α (α = 0: no modulation)")
-    for row, style in (("grpo", ":"), ("dynamo", "--")):
-        stats = summary.get("main", {}).get("rows", {}).get(row)
-        if stats:
-            ax.axhline(stats["pass@1"]["mean"] * 100, ls=style, color="grey",
-                       label=f"{label(row)}" + (" (μ_max 1.2, λ_min 0.6)" if row == "dynamo" else ""))
-    ax.set(title="Sensitivity to the modulation strength α", xlabel="α", ylabel="held-out pass@1 (%)")
+    main = summary.get("main", {}).get("rows", {})
+    budget = summary.get("budget", {}).get("rows", {})
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    bases = sorted({r.split("@")[0] for r in budget})
+    for j, base in enumerate(bases):
+        points = [(8, main[base]) for _ in [0] if base in main]
+        points += [(int(r.split("@")[1]), row) for r, row in budget.items() if r.split("@")[0] == base]
+        points.sort(key=lambda p: p[0])
+        xs = np.array([p[0] for p in points], dtype=float) * (1 + 0.03 * (j - 1))
+        ys = [p[1]["pass@1"]["mean"] * 100 for p in points]
+        errs = [(p[1]["pass@1"]["half_width"] or 0.0) * 100 for p in points]
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=label(base))
+    ax.set_xscale("log", base=2)
+    ax.set(title="Budget sweep: held-out pass@1 vs mean rollouts per prompt", xlabel="n̄ (rollouts per prompt)",
+           ylabel="held-out pass@1 (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, out / "alpha_sweep.png")
+    _legend(ax)
+    return _save(fig, out / "budget_sweep.png")
+
+
+def variance(summary: dict[str, Any], out: Path) -> Path:
+    """Measured variance ratio to uniform (bars, 95 % bootstrap CI) vs the analytic Eq 44 ratio (markers), and the
+    share of rollouts in zero-variance groups, per checkpoint."""
+    plt = _plt()
+    results = summary.get("variance") or []
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.5))
+    if results:
+        result = results[0]
+        entries = result["checkpoints"]
+        names = list(entries[0]["allocations"])
+        width = 0.8 / len(names)
+        for j, name in enumerate(names):
+            xs = np.arange(len(entries)) + j * width
+            measured = [e["allocations"][name].get("measured_ratio_token") or np.nan for e in entries]
+            cis = [e["allocations"][name].get("measured_ratio_token_ci") for e in entries]
+            low = [m - ci[0] if ci else 0 for m, ci in zip(measured, cis)]
+            high = [ci[1] - m if ci else 0 for m, ci in zip(measured, cis)]
+            axes[0].bar(xs, measured, width, yerr=[low, high], capsize=3, alpha=0.7,
+                        label=f"{label(name) if name != 'grpo' else 'uniform (GRPO)'}: measured")
+            axes[0].scatter(xs, [e["allocations"][name]["analytic_ratio"] for e in entries], marker="_", s=400,
+                            color="black", zorder=3, label="analytic Eq 44 ratio" if j == 0 else None)
+            axes[1].bar(xs, [e["allocations"][name]["zero_variance_share"] * 100 for e in entries], width,
+                        label=label(name) if name != "grpo" else "uniform (GRPO)")
+        for ax in axes:
+            ax.set_xticks(np.arange(len(entries)) + 0.4 - width / 2, [f"step {e['step']}" for e in entries])
+            ax.grid(alpha=0.3, axis="y")
+            _legend(ax, 7)
+        axes[0].axhline(1.0, color="grey", lw=0.8)
+    axes[0].set(title="Gradient variance ÷ uniform's (token-mean GRPO gradient)", ylabel="variance ratio")
+    axes[1].set(title="Rollouts in zero-variance groups (no gradient)", ylabel="% of rollouts")
+    return _save(fig, out / "gradient_variance.png")
 
 
 def per_level(summary: dict[str, Any], out: Path) -> Path:
     plt = _plt()
-    rows = [r for r in ("grpo", "dynamo", "dynamo_theory", "no_dra", "no_gc_ums")
+    rows = [r for r in ("grpo", "dynamo", "dynamo_theory", "no_dra", "clip_higher")
             if r in summary.get("main", {}).get("rows", {})]
     fig, ax = plt.subplots(figsize=(9, 4))
     if rows:
@@ -160,14 +221,24 @@ def per_level(summary: dict[str, Any], out: Path) -> Path:
         ax.set_xticks(np.arange(len(levels)) + 0.4 - width / 2, levels)
     ax.set(title="Held-out pass@1 by difficulty level", ylabel="pass@1 (%)")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _save(fig, out / "per_level.png")
 
 
 def write_plots(runs: Runs, summary: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    return [learning_curves(runs, summary, out), allocation(runs, out), dynamics(runs, out),
-            alpha_sweep(runs, summary, out), per_level(summary, out)]
+    paths = [learning_curves(runs, summary, out), paired_deltas(summary, out), allocation(runs, out),
+             dynamics(runs, out), per_level(summary, out)]
+    if summary.get("budget"):
+        paths.append(budget_sweep(summary, out))
+    if summary.get("variance"):
+        paths.append(variance(summary, out))
+    return paths
+
+
+def _legend(ax: Any, size: int = 8) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=size)
 
 
 def _save(fig: Any, path: Path) -> Path:

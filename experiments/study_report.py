@@ -1,5 +1,7 @@
 """Tables of the study from its result files: pass@1 / pass@k with 95 % t intervals over seeds, per difficulty level,
-paired differences to GRPO, rollouts needed to reach GRPO's final accuracy, allocation per level.
+paired differences (to GRPO, and to DynaMO for ablations and allocators) with p-value and minimum detectable effect
+at 80 % power, sample efficiency with bootstrap intervals, the budget sweep, allocation per level, and the measured
+vs analytic gradient-variance ratios.
 
 ``write_report(output, plots_dir)`` writes ``OUTPUT/summary.json``, ``OUTPUT/summary.md`` and the plots.
 """
@@ -7,24 +9,39 @@ paired differences to GRPO, rollouts needed to reach GRPO's final accuracy, allo
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments.stats import mean_curve, paired_difference, rollouts_to_target, t_interval
-from experiments.study_plan import BASELINE_METHODS, LABELS, MAIN_METHODS
+from experiments.stats import (
+    mean_curve,
+    minimum_detectable_effect,
+    paired_differences,
+    paired_t_pvalue,
+    sample_efficiency,
+    t_interval,
+)
+from experiments.study_plan import ABLATION_ROWS, LABELS, MAIN_ROWS
 
 CURVE_KEY = "curve/heldout"
 """Held-out accuracy from the trainer's evaluation every ``eval_every`` steps (avg@n at T = 1): the learning curve."""
-TARGET_POINTS = 2
-"""GRPO's final accuracy (the rollouts-to-target goal) is the mean of its last this many evaluations."""
 TRAIN_CURVE_KEY = "curve/train"
-"""Accuracy on the training pool from the same evaluations (the quantity RL optimises)."""
+"""Accuracy on the training pool from the same evaluations (only with ``eval_train_pool``)."""
+TARGET_FRACTION = 0.5
+"""Sample-efficiency target: GRPO's seed-mean held-out curve at this fraction of its budget (mid-run, not plateau)."""
+MEAN_KEYS = {"live_eq44_ratio": "alloc/variance_reduction_ratio", "clipfrac": "loss/clipfrac",
+             "frac_boosted": "mod/frac_boosted", "frac_damped": "mod/frac_damped",
+             "compensation_mean": "mod/compensation_mean", "grad_norm": "actor/grad_norm", "entropy": "actor/entropy",
+             "degenerate_groups": None}
+"""Per-step metrics averaged over steps and seeds in the summary (``degenerate_groups``: all-correct + all-wrong)."""
+
+Runs = dict[tuple[str, str], list[dict[str, Any]]]
 
 
-def load_results(output: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def load_results(output: Path) -> Runs:
     """``{(group, row): [result, ...]}`` sorted by seed."""
     runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for path in sorted((output / "results").glob("*/*/seed*.json")):
@@ -34,7 +51,9 @@ def load_results(output: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
 
 
 def label(row: str) -> str:
-    return LABELS.get(row, row.replace("alpha=", "α = "))
+    base, at, budget = row.partition("@")
+    text = LABELS.get(base, base.replace("alpha=", "α = "))
+    return f"{text}, n̄ = {budget}" if at else text
 
 
 def curve(result: dict[str, Any], key: str = CURVE_KEY) -> tuple[list[float], list[float]]:
@@ -48,34 +67,60 @@ def levels_of(results: list[dict[str, Any]]) -> list[str]:
     return sorted(names, key=lambda n: int(n[1:]) if n[1:].isdigit() else n)
 
 
+def compare(results: list[dict[str, Any]], reference: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """Paired Δ pass@1 (t interval), its p-value and the minimum detectable effect at 80 % power."""
+    if not reference:
+        return None
+    diffs = paired_differences({r["spec"]["seed"]: r["final"]["pass@1"] for r in results},
+                               {r["spec"]["seed"]: r["final"]["pass@1"] for r in reference})
+    if not diffs:
+        return None
+    out = t_interval(diffs).to_dict()
+    mde = minimum_detectable_effect(diffs)
+    out["mde80"] = None if math.isnan(mde) else mde
+    out["p"] = paired_t_pvalue(diffs)
+    out["significant"] = bool(out["low"] is not None and (out["low"] > 0 or out["high"] < 0))
+    out["differences"] = diffs
+    return out
+
+
+def _mean_metric(results: list[dict[str, Any]], key: str | None) -> float | None:
+    values = []
+    for r in results:
+        for rec in r["curve"]:
+            if rec.get("step", 0) == 0:
+                continue
+            value = ((rec.get("groups/all_correct_frac") or 0.0) + (rec.get("groups/all_wrong_frac") or 0.0)
+                     if key is None else rec.get(key))
+            if value is not None and math.isfinite(value):
+                values.append(value)
+    return float(np.mean(values)) if values else None
+
+
 def summarize_row(results: list[dict[str, Any]], grpo: list[dict[str, Any]] | None,
-                  target: dict[str, float] | None, grpo_total: float | None) -> dict[str, Any]:
-    """Intervals of the final metrics, paired Δ to GRPO, and rollouts-to-target of the seed-mean curve."""
+                  dynamo: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Intervals of the final metrics, paired comparisons, spending and mechanism statistics of one row."""
     ks = sorted({k for r in results for k in r["final"] if k.startswith("pass@")}, key=lambda k: int(k[5:]))
-    seeds = {r["spec"]["seed"]: r for r in results}
-    row: dict[str, Any] = {"seeds": sorted(seeds), "n": len(results)}
+    row: dict[str, Any] = {"seeds": [r["spec"]["seed"] for r in results], "n": len(results)}
     for k in ks:
         row[k] = t_interval([r["final"][k] for r in results]).to_dict()
     row["levels"] = {name: {k: t_interval([r["final"]["levels"][name][k] for r in results
                                            if name in r["final"]["levels"]]).to_dict() for k in ks}
                      for name in levels_of(results)}
-    if grpo:
-        grpo_by_seed = {r["spec"]["seed"]: r["final"]["pass@1"] for r in grpo}
-        row["delta_pass@1"] = paired_difference({s: r["final"]["pass@1"] for s, r in seeds.items()},
-                                                grpo_by_seed).to_dict()
+    row["vs_grpo"] = compare(results, grpo)
+    row["vs_dynamo"] = compare(results, dynamo)
+    gains = [r["final"]["pass@1"] - g["initial"]["pass@1"] for r in results for g in (grpo or [])
+             if g["spec"]["seed"] == r["spec"]["seed"] and g.get("initial")]
+    row["gain_over_start"] = t_interval(gains).to_dict() if gains else None
     trains = [r["final_train"] for r in results if r.get("final_train")]
     if trains:
         row["train_pass@1"] = t_interval([t["pass@1"] for t in trains]).to_dict()
-    for suffix, key in (("", CURVE_KEY), ("_train", TRAIN_CURVE_KEY)):
-        xs, ys = mean_curve([curve(r, key) for r in results])
-        row["curve_final" + suffix] = float(ys[-1]) if ys.size else None
-        goal = (target or {}).get(key)
-        if goal is not None and np.isnan(goal):
-            row["ratio_to_grpo" + suffix] = "n/a"
-        elif goal is not None and xs.size:
-            needed = rollouts_to_target(xs, ys, goal)
-            row["rollouts_to_target" + suffix] = needed
-            row["ratio_to_grpo" + suffix] = needed / grpo_total if needed is not None and grpo_total else None
+    xs, ys = mean_curve([curve(r) for r in results])
+    row["curve_final"] = float(ys[-1]) if ys.size else None
+    row["rollouts_per_run"] = float(np.mean([r["total_rollouts"] for r in results]))
+    row["updates_per_batch"] = results[0].get("updates_per_batch")
+    for name, key in MEAN_KEYS.items():
+        row[name] = _mean_metric(results, key)
     alloc = defaultdict(list)
     for r in results:
         for rec in r["curve"]:
@@ -87,52 +132,77 @@ def summarize_row(results: list[dict[str, Any]], grpo: list[dict[str, Any]] | No
     return row
 
 
-def summarize(runs: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per group, per row summaries; GRPO of the same group (α sweep: of ``main``) is the reference."""
+def _reference(group: str, row: str, name: str) -> tuple[str, str]:
+    """(group, row) of the GRPO/DynaMO reference of ``row``: same group, same budget suffix."""
+    _, at, budget = row.partition("@")
+    return group, f"{name}@{budget}" if at else name
+
+
+def summarize(runs: Runs) -> dict[str, Any]:
+    """Per group, per row summaries and sample efficiency (reference: GRPO of the same group and budget)."""
     out: dict[str, Any] = {}
     for group in sorted({g for g, _ in runs}):
-        ref_group = "main" if group == "alpha" else group
-        grpo = runs.get((ref_group, "grpo"))
-        target: dict[str, float] = {}
-        grpo_total = None
-        if grpo:
-            for key in (CURVE_KEY, TRAIN_CURVE_KEY):
-                _, ys = mean_curve([curve(r, key) for r in grpo])
-                if ys.size >= 2:
-                    # GRPO's final accuracy: mean of its last two evaluations (seed mean), less noisy than the last;
-                    # NaN when it is not above the warm start (then "rollouts to reach it" means nothing).
-                    final = float(np.mean(ys[-TARGET_POINTS:]))
-                    target[key] = final if final > ys[0] else float("nan")
-            grpo_total = float(np.mean([r["total_rollouts"] for r in grpo]))
-        rows = {row: summarize_row(items, grpo, target, grpo_total) for (g, row), items in runs.items() if g == group}
+        if group == "variance":
+            out["variance"] = [r for (g, _), items in runs.items() if g == "variance" for r in items]
+            continue
+        rows = {}
+        for (g, row), items in runs.items():
+            if g != group:
+                continue
+            grpo = runs.get(_reference(group, row, "grpo"))
+            dynamo = runs.get(_reference(group, row, "dynamo"))
+            rows[row] = summarize_row(items, grpo, dynamo)
+            if grpo:
+                eff = sample_efficiency({r["spec"]["seed"]: curve(r) for r in items},
+                                        {r["spec"]["seed"]: curve(r) for r in grpo}, TARGET_FRACTION)
+                rows[row]["efficiency"] = eff.to_dict() if eff else None
+        grpo = runs.get((group, "grpo"))
         initial = [r["initial"] for r in (grpo or []) if r.get("initial")]
-        start_train = [curve(r, TRAIN_CURVE_KEY)[1][0] for r in (grpo or []) if curve(r, TRAIN_CURVE_KEY)[0][:1] == [0]]
-        out[group] = {"rows": rows, "target": target, "grpo_total_rollouts": grpo_total,
+        out[group] = {"rows": rows,
                       "initial_pass@1": t_interval([i["pass@1"] for i in initial]).to_dict() if initial else None,
-                      "initial_train_curve": t_interval(start_train).to_dict() if start_train else None,
                       "initial_levels": {name: float(np.mean([i["levels"][name]["pass@1"] for i in initial]))
                                          for name in (initial[0]["levels"] if initial else {})}}
     return out
 
 
-def _fmt(interval: dict[str, Any] | None, scale: float = 100.0) -> str:
+# ---------------------------------------------------------------------------------------------------- formatting
+def _fmt(interval: dict[str, Any] | None, scale: float = 100.0, sign: bool = False) -> str:
     if not interval or interval.get("mean") is None:
         return "–"
+    mean = f"{interval['mean'] * scale:+.1f}" if sign else f"{interval['mean'] * scale:.1f}"
     if interval.get("half_width") is None:
-        return f"{interval['mean'] * scale:.1f}"
-    return f"{interval['mean'] * scale:.1f} ± {interval['half_width'] * scale:.1f}"
+        return mean
+    return f"{mean} ± {interval['half_width'] * scale:.1f}"
 
 
-def _ratio(row: dict[str, Any], suffix: str = "") -> str:
-    if "ratio_to_grpo" + suffix not in row:
+def fmt_delta(cmp: dict[str, Any] | None) -> str:
+    """``+0.8 ± 1.8 (n.s., MDE 2.1)`` or ``+2.4 ± 1.1 (p = 0.001)``: every "not significant" carries its MDE."""
+    if not cmp or cmp.get("mean") is None:
         return "–"
-    value = row["ratio_to_grpo" + suffix]
-    if isinstance(value, str):
-        return value
-    return "not reached" if value is None else f"{value:.2f}×"
+    text = _fmt(cmp, sign=True)
+    if cmp.get("half_width") is None:
+        return text + " (1 seed)"
+    if cmp.get("significant"):
+        p = cmp.get("p")
+        return text + (f" (p = {p:.3f})" if p is not None else " (significant)")
+    mde = cmp.get("mde80")
+    return text + (f" (n.s., MDE {mde * 100:.1f})" if mde is not None else " (n.s.)")
 
 
-def table(group: dict[str, Any], rows: list[str], k_high: str | None = None) -> str:
+def fmt_efficiency(eff: dict[str, Any] | None, *, reference: bool = False) -> str:
+    if not eff:
+        return "–"
+    if reference:
+        return f"{eff['reference_rollouts']:.0f} (target {eff['target'] * 100:.1f} %)" if eff.get(
+            "reference_rollouts") else "–"
+    if eff.get("rollouts") is None:
+        return "not reached"
+    high = "∞" if eff.get("ratio_high_infinite") else f"{eff['ratio_high']:.2f}"
+    low = f"{eff['ratio_low']:.2f}" if eff.get("ratio_low") is not None else "–"
+    return f"{eff['rollouts']:.0f} = {eff['ratio']:.2f}× [{low}, {high}]"
+
+
+def table(group: dict[str, Any], rows: list[str], k_high: str | None = None, vs_dynamo: bool = False) -> str:
     """Markdown table laid out like the paper's Tables 1–2: methods as rows, levels and the average as columns."""
     present = [r for r in rows if r in group["rows"]]
     if not present:
@@ -141,22 +211,68 @@ def table(group: dict[str, Any], rows: list[str], k_high: str | None = None) -> 
     ks = sorted({k for r in present for k in group["rows"][r] if k.startswith("pass@")}, key=lambda k: int(k[5:]))
     k_high = k_high or (ks[-1] if ks else "pass@1")
     head = ["Method", "seeds", *[f"{lv} P@1" for lv in levels], "Avg P@1", f"Avg {k_high.replace('pass', 'P')}",
-            "Δ P@1 vs GRPO (paired)", "rollouts to GRPO final", "train-pool P@1", "rollouts to GRPO final (train pool)"]
-    has_train = any("train_pass@1" in group["rows"][r] for r in present)
-    width = len(head) if has_train else len(head) - 2
-    head = head[:width]
+            "Δ P@1 vs GRPO (paired)"] + (["Δ P@1 vs DynaMO (paired)"] if vs_dynamo else []) + [
+            "rollouts to GRPO's mid-run accuracy (× GRPO, 95 % CI)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if group.get("initial_pass@1"):
         init = ["warm-start model (before RL)", "–", *[f"{group['initial_levels'].get(lv, float('nan')) * 100:.1f}"
-                                                      for lv in levels], _fmt(group["initial_pass@1"]), "", "", "",
-                _fmt(group.get("initial_train_curve")) + " (curve, step 0)", ""]
-        lines.append("| " + " | ".join(init[:width]) + " |")
+                                                      for lv in levels], _fmt(group["initial_pass@1"]), ""]
+        lines.append("| " + " | ".join(init + [""] * (len(head) - len(init))) + " |")
     for name in present:
         row = group["rows"][name]
-        cells = [label(name), str(row["n"]), *[_fmt(row["levels"][lv]["pass@1"]) for lv in levels], _fmt(row["pass@1"]),
-                 _fmt(row.get(k_high)), "–" if name == "grpo" else _fmt(row.get("delta_pass@1")), _ratio(row),
-                 _fmt(row.get("train_pass@1")), _ratio(row, "_train")]
-        lines.append("| " + " | ".join(cells[:width]) + " |")
+        cells = [label(name), str(row["n"]), *[_fmt(row["levels"][lv]["pass@1"]) for lv in levels],
+                 _fmt(row["pass@1"]), _fmt(row.get(k_high)), "–" if name == "grpo" else fmt_delta(row.get("vs_grpo"))]
+        if vs_dynamo:
+            cells.append("–" if name == "dynamo" else fmt_delta(row.get("vs_dynamo")))
+        cells.append(fmt_efficiency(row.get("efficiency"), reference=name == "grpo"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None, spec: str = ".3f", scale: float = 1.0) -> str:
+    return "–" if value is None else f"{value * scale:{spec}}"
+
+
+def allocator_table(group: dict[str, Any]) -> str:
+    rows = [r for r in ["grpo", "no_dra", "dynamo", *sorted(r for r in group["rows"] if r.startswith("alloc_"))]
+            if r in group["rows"]]
+    if not any(r.startswith("alloc_") for r in rows):
+        return ""
+    head = ["Row", "allocator", "seeds", "rollouts per run", "live Eq 44 ratio", "Avg P@1", "Δ vs GRPO", "Δ vs DynaMO"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    names = {"grpo": "uniform", "no_dra": "uniform", "dynamo": "official"}
+    for name in rows:
+        row = group["rows"][name]
+        lines.append("| " + " | ".join([
+            label(name), names.get(name, name.removeprefix("alloc_")), str(row["n"]), f"{row['rollouts_per_run']:.0f}",
+            _num(row.get("live_eq44_ratio")), _fmt(row["pass@1"]),
+            "–" if name == "grpo" else fmt_delta(row.get("vs_grpo")),
+            "–" if name == "dynamo" else fmt_delta(row.get("vs_dynamo"))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def budget_table(summary: dict[str, Any]) -> str:
+    """P@1 per mean budget n̄ (n̄ = 8: the main group), Δ to GRPO at the same n̄."""
+    main = summary.get("main", {}).get("rows", {})
+    budget = summary.get("budget", {}).get("rows", {})
+    if not budget:
+        return ""
+    bases = sorted({r.split("@")[0] for r in budget}, key=lambda b: ["grpo", "dynamo"].index(b)
+                   if b in ("grpo", "dynamo") else 9)
+    sizes = sorted({int(r.split("@")[1]) for r in budget} | {8})
+    head = ["n̄ (bounds)", *[f"{label(b)} P@1" for b in bases], *[f"{label(b)} Δ vs GRPO" for b in bases
+                                                                 if b != "grpo"],
+            *[f"{label(b)} rollouts/run" for b in bases]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in sizes:
+        cells_p, cells_d, cells_r = [], [], []
+        for b in bases:
+            row = main.get(b) if m == 8 else budget.get(f"{b}@{m}")
+            cells_p.append(_fmt(row["pass@1"]) + f" (n={row['n']})" if row else "–")
+            if b != "grpo":
+                cells_d.append(fmt_delta(row.get("vs_grpo")) if row else "–")
+            cells_r.append(f"{row['rollouts_per_run']:.0f}" if row else "–")
+        lines.append("| " + " | ".join([f"{m} ([{max(2, m // 2)}, {2 * m}])", *cells_p, *cells_d, *cells_r]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,7 +285,52 @@ def allocation_table(group: dict[str, Any], rows: list[str]) -> str:
     lines = ["| Method | " + " | ".join(f"L{lv}" for lv in levels) + " |", "|" + "---|" * (len(levels) + 1)]
     for name in present:
         alloc = group["rows"][name]["mean_rollouts_per_level"]
-        lines.append(f"| {label(name)} | " + " | ".join(f"{alloc[lv]:.2f}" for lv in levels) + " |")
+        lines.append(f"| {label(name)} | " + " | ".join(f"{alloc.get(lv, float('nan')):.2f}" for lv in levels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def mechanism_table(group: dict[str, Any], rows: list[str]) -> str:
+    """Per-step averages of the mechanism metrics (GC/UMS activity, clipping, degenerate groups, Eq 44)."""
+    present = [r for r in rows if r in group["rows"]]
+    if not present:
+        return ""
+    head = ["Method", "live Eq 44 ratio", "GC: tokens boosted", "GC: mean factor", "UMS: tokens damped",
+            "clip fraction", "degenerate groups (prompts)", "‖g‖", "entropy"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in present:
+        row = group["rows"][name]
+        lines.append("| " + " | ".join([
+            label(name), _num(row.get("live_eq44_ratio")), _num(row.get("frac_boosted"), ".1%"),
+            _num(row.get("compensation_mean")), _num(row.get("frac_damped"), ".2%"), _num(row.get("clipfrac"), ".2%"),
+            _num(row.get("degenerate_groups"), ".1%"), _num(row.get("grad_norm"), ".2f"),
+            _num(row.get("entropy"), ".3f")]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def variance_table(results: list[dict[str, Any]]) -> str:
+    """Measured gradient-variance ratio to uniform (95 % bootstrap CI) next to the analytic Eq 44 ratio."""
+    if not results:
+        return ""
+    lines = []
+    for result in results:
+        lines.append(f"Checkpoints of `{result['source_run']}`; {len(result['prompts'])} training prompts, budget "
+                     f"{result['budget']} rollouts, {result['draws']} independent draws per allocation.\n")
+        head = ["step", "allocation", "rollouts", "n_i range", "analytic Eq 44 ratio",
+                "measured ratio, token-mean GRPO gradient [95 % CI]", "measured ratio, per-prompt mean [95 % CI]",
+                "rollouts in zero-variance groups"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for entry in result["checkpoints"]:
+            for name, stats in entry["allocations"].items():
+                cells = [str(entry["step"]), label(name) if name != "grpo" else "uniform (GRPO)",
+                         str(stats["rollouts"]), f"[{min(stats['num_rollouts'])}, {max(stats['num_rollouts'])}]",
+                         _num(stats.get("analytic_ratio"))]
+                for k in ("token", "prompt"):
+                    ci = stats.get(f"measured_ratio_{k}_ci")
+                    cells.append(_num(stats.get(f"measured_ratio_{k}")) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci
+                                                                           else ""))
+                cells.append(_num(stats.get("zero_variance_share"), ".1%"))
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -177,23 +338,27 @@ def markdown(summary: dict[str, Any]) -> str:
     parts = []
     main = summary.get("main")
     if main:
-        target = main["target"]
-        goals = ", ".join(f"{what} {'not above the warm start (n/a)' if np.isnan(target[k]) else f'{target[k]:.1%}'}"
-                          for k, what in ((CURVE_KEY, "held-out"), (TRAIN_CURVE_KEY, "training pool")) if k in target)
-        parts += ["## Main task (arith): DynaMO vs baselines (Table 1 layout)\n",
-                  f"GRPO's final accuracy on the learning curve (mean of its last {TARGET_POINTS} evaluations, seed "
-                  f"mean): {goals}; GRPO budget {main['grpo_total_rollouts']:.0f} rollouts per run.\n"
-                  if target else "",
-                  table(main, ["grpo", *BASELINE_METHODS, "dynamo", "dynamo_theory"]),
-                  "\n## Ablations (Table 2 layout)\n", table(main, ["dynamo", *MAIN_METHODS[3:], "grpo"]),
+        extra = [r for r in main["rows"] if r not in MAIN_ROWS and r not in ABLATION_ROWS and not r.startswith(
+            "alloc_")]
+        parts += ["## Main comparison (Table 1 layout)\n",
+                  "Δ: paired over seeds (95 % t interval); n.s. = the interval contains 0, then MDE = the minimum "
+                  "detectable effect at 80 % power from the same paired differences. Last column: rollouts until "
+                  f"the seed-mean held-out curve first reaches GRPO's own seed-mean accuracy at {TARGET_FRACTION:.0%} "
+                  "of its budget, and the ratio to GRPO's crossing (95 % bootstrap interval over seeds).\n",
+                  table(main, ["grpo", "clip_higher", *extra, "dynamo", "dynamo_theory"]),
+                  "\n## Ablations (Table 2 layout)\n",
+                  table(main, [*ABLATION_ROWS], vs_dynamo=True),
+                  "\n## Allocators inside DynaMO\n", allocator_table(main),
+                  "\n## Mechanism statistics over training (means over steps and seeds)\n",
+                  mechanism_table(main, [r for r in main["rows"]]),
                   "\n## Mean rollouts per prompt by level over training\n",
-                  allocation_table(main, ["grpo", "dynamo", "dynamo_theory", "no_gc_ums", "no_dra"])]
-    if "family2" in summary:
-        parts += ["\n## Held-back task family (modmath)\n", table(summary["family2"], ["grpo", "dynamo"]),
-                  allocation_table(summary["family2"], ["grpo", "dynamo"])]
-    if "alpha" in summary:
-        rows = sorted(summary["alpha"]["rows"], key=lambda r: float(r.split("=")[1]))
-        parts += ["\n## α sensitivity (unified α, τ = 0.9)\n", table(summary["alpha"], rows)]
+                  allocation_table(main, [r for r in ("grpo", "dynamo", "dynamo_theory", "no_dra", "alloc_optimal",
+                                                      "alloc_variance_matched", "alloc_knapsack")])]
+    if "budget" in summary:
+        parts += ["\n## Budget sweep (mean rollouts per prompt)\n", budget_table(summary)]
+    if summary.get("variance"):
+        parts += ["\n## Gradient-estimator variance at fixed checkpoints (measured vs Eq 44)\n",
+                  variance_table(summary["variance"])]
     return "\n".join(p for p in parts if p)
 
 
@@ -206,10 +371,10 @@ def write_report(output: Path, plots_dir: Path) -> list[Path]:
         print(f"[study] no results in {output / 'results'} yet")
         return []
     summary = summarize(runs)
-    shas = {(r["spec"]["family"], r.get("model_sha256")) for items in runs.values() for r in items}
-    if len({family for family, _ in shas}) != len(shas):
-        print(f"[study] WARNING: runs of one task family started from different model weights: {sorted(shas)}")
-    summary["model_sha256"] = sorted({f"{family}: {sha}" for family, sha in shas})
+    shas = {r.get("model_sha256") for items in runs.values() for r in items if r.get("model_sha256")}
+    if len(shas) > 1:
+        print(f"[study] WARNING: runs started from different model weights: {sorted(shas)}")
+    summary["model_sha256"] = sorted(shas)
     write_json_atomic(output / "summary.json", finite(summary))
     text = markdown(summary)
     (output / "summary.md").write_text(text, encoding="utf-8")

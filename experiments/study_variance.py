@@ -129,8 +129,14 @@ def measure_variance(spec_dict: dict[str, Any], sizes_dict: dict[str, Any], outp
     from dynamo_rl.rollout.hf import HFBackend
     from dynamo_rl.rollout.types import SamplingParams
     from dynamo_rl.run.config import config_from_dict
-    from experiments.study_runs import finite, load_sizes, result_path, start_model_dir, train_config_dict
-    from experiments.study_runs import write_json_atomic
+    from experiments.study_runs import (
+        finite,
+        load_sizes,
+        result_path,
+        start_model_dir,
+        train_config_dict,
+        write_json_atomic,
+    )
 
     torch.set_num_threads(1)
     start = time.perf_counter()

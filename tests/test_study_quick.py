@@ -66,22 +66,133 @@ def test_mean_curve_on_common_points():
     assert ys.tolist() == pytest.approx([0.1, 0.3, 0.5])
 
 
+def test_minimum_detectable_effect_and_p_value_hand_computed():
+    from experiments.stats import minimum_detectable_effect, paired_t_pvalue
+
+    # d = [0.01, 0.02, -0.01, 0.03, 0.0]: mean 0.01, s_d = sqrt(0.001 / 4) = 0.015811; t_{0.975,4} = 2.7764,
+    # t_{0.8,4} = 0.9410 -> MDE = 3.7174 * 0.015811 / sqrt(5) = 0.026286; t = 0.01 / (0.015811 / sqrt 5) = 1.4142
+    d = [0.01, 0.02, -0.01, 0.03, 0.0]
+    assert minimum_detectable_effect(d) == pytest.approx(0.026286, abs=2e-5)
+    assert paired_t_pvalue(d) == pytest.approx(0.2302, abs=2e-4)
+    assert math.isnan(minimum_detectable_effect([0.1]))
+
+
+def test_sample_efficiency_on_hand_made_curves():
+    from experiments.stats import sample_efficiency
+
+    ref = {s: ([0, 100, 200, 300], [0.2, 0.3, 0.4, 0.45]) for s in range(4)}
+    fast = {s: ([0, 100, 200, 300], [0.2, 0.35, 0.42, 0.46]) for s in range(4)}
+    eff = sample_efficiency(fast, ref, fraction=0.5, n_boot=50)
+    # target = GRPO at 150 rollouts = 0.35, reached by GRPO at 150 and by the method at 100
+    assert eff.target == pytest.approx(0.35)
+    assert eff.reference_rollouts == pytest.approx(150.0) and eff.rollouts == pytest.approx(100.0)
+    assert eff.ratio == pytest.approx(2 / 3) and eff.ratio_low == pytest.approx(2 / 3)
+    slow = {s: ([0, 100, 200, 300], [0.2, 0.21, 0.22, 0.23]) for s in range(4)}
+    never = sample_efficiency(slow, ref, n_boot=20)
+    assert never.rollouts is None and never.to_dict()["ratio_high_infinite"] and never.reached_share == 0.0
+
+
 def test_full_plan_meets_the_seed_requirements():
     from collections import Counter
 
     from dynamo_rl.presets import METHODS, PRESETS
-    from experiments.study_plan import BASELINE_METHODS, MAIN_METHODS, build_plan
+    from experiments.study_plan import CORE_ROWS, MAIN_ROWS, PlanOptions, available_allocators, build_plan
 
-    plan = build_plan(quick=False)
+    plan = build_plan(PlanOptions(), quiet=True)
     seeds = Counter((s.group, s.row) for s in plan)
-    assert all(seeds[("main", row)] >= 5 for row in MAIN_METHODS)
-    assert all(seeds[("main", row)] >= 3 for row in BASELINE_METHODS)
-    assert seeds[("family2", "grpo")] >= 3 and seeds[("family2", "dynamo")] >= 3
-    assert len({row for group, row in seeds if group == "alpha"}) >= 4
+    assert all(seeds[("main", row)] >= 16 for row in CORE_ROWS)
+    assert all(seeds[("main", row)] >= 8 for row in MAIN_ROWS)
+    for name in available_allocators(quiet=True):
+        assert seeds[("main", f"alloc_{name}")] >= 8
+    assert seeds[("budget", "grpo@4")] >= 8 and seeds[("budget", "dynamo@16")] >= 8
     assert all(s.method in METHODS and s.preset in PRESETS for s in plan)
     assert len({s.run_id for s in plan}) == len(plan)
+    variance = [s for s in plan if s.kind == "variance"]
+    assert len(variance) == 1 and variance[0].after == "main/grpo/seed0"
+    ids = [s.run_id for s in plan]
+    assert ids.index("main/grpo/seed0") < ids.index(variance[0].run_id)
+    assert next(s for s in plan if s.run_id == "main/grpo/seed0").keep_checkpoints
     # seed-major order: an interrupted study has every row's first seeds before anyone's later seeds
     assert [s.seed for s in plan] == sorted(s.seed for s in plan)
+
+
+def test_rows_by_name_and_dotted_overrides(tmp_path):
+    from dynamo_rl.run.config import config_from_dict
+    from experiments.study_plan import Sizes, define_row, resolve_row, row_spec
+    from experiments.study_runs import train_config_dict
+
+    name, row = define_row("wide=grpo:theory,loss.eps_high=0.3,allocation.allocator=waterfill")
+    assert name == "wide" and row.method == "grpo" and row.preset == "theory"
+    assert row.overrides == {"loss.eps_high": 0.3, "allocation.allocator": "waterfill"}
+    assert resolve_row("entropy_loss").method == "entropy_loss"  # any method of dynamo_rl.presets is a row
+    with pytest.raises(KeyError, match="--row"):
+        resolve_row("no_such_row")
+    with pytest.raises(ValueError):
+        define_row("broken")
+    swept = resolve_row("dynamo@4")
+    assert swept.overrides["allocation.mean_rollouts"] == 4 and swept.overrides["allocation.n_min"] == 2
+    spec = row_spec("main", "wide", 3, {"wide": row})
+    config = config_from_dict(train_config_dict(spec, Sizes(), tmp_path))
+    assert config.method.loss.eps_high == 0.3 and config.method.allocation.allocator == "waterfill"
+    assert config.run.seed == 3 and config.optim.mini_batch_prompts == Sizes().mini_batch_prompts
+    budget = config_from_dict(train_config_dict(row_spec("budget", "grpo@16", 0), Sizes(), tmp_path))
+    assert budget.budget == Sizes().prompts_per_step * 16 and budget.method.allocation.n_max == 32
+
+
+def test_paper_regime_has_several_off_policy_updates():
+    from experiments.study_plan import Sizes
+
+    sizes = Sizes()
+    assert sizes.updates_per_batch >= 4
+    assert sizes.prompts_per_step % sizes.mini_batch_prompts == 0
+
+
+def _fake_result(row: str, seed: int, pass1: float, group: str = "main") -> dict:
+    levels = {f"L{k}": {"pass@1": pass1, "pass@4": pass1 + 0.1, "num_problems": 4} for k in range(1, 3)}
+    curve = [{"step": s, "rollouts": 100 * s, "curve/heldout": 0.2 + pass1 * s / 4, "actor/grad_norm": 1.0,
+              "actor/entropy": 0.2, "loss/clipfrac": 0.01, "groups/all_correct_frac": 0.1,
+              "groups/all_wrong_frac": 0.2} for s in range(5)]
+    return {"spec": {"group": group, "row": row, "seed": seed}, "final": {"pass@1": pass1, "pass@4": pass1 + 0.1,
+            "levels": levels}, "initial": {"pass@1": 0.2, "levels": levels} if row == "grpo" else None,
+            "curve": curve, "total_rollouts": 400, "seconds": {"total": 1.0}, "model_sha256": "x"}
+
+
+def test_report_on_synthetic_results(tmp_path):
+    from experiments.study_report import markdown, summarize, write_report
+    from experiments.study_runs import write_json_atomic
+
+    offsets = [0.01, -0.005, 0.02, 0.0]
+    for seed, off in enumerate(offsets):
+        for row, value in (("grpo", 0.30 + off), ("dynamo", 0.305 + off + 0.002 * seed), ("no_dra", 0.3 + off)):
+            write_json_atomic(tmp_path / "results" / "main" / row / f"seed{seed}.json", _fake_result(row, seed, value))
+    from experiments.study_report import load_results
+
+    summary = summarize(load_results(tmp_path))
+    dyn = summary["main"]["rows"]["dynamo"]["vs_grpo"]
+    assert dyn["mean"] == pytest.approx(0.005 + 0.002 * 1.5) and dyn["n"] == 4
+    text = markdown(summary)
+    assert "MDE" in text or "p = " in text
+    assert "Table 2" in text and "warm-start" in text
+    paths = write_report(tmp_path, tmp_path / "plots")
+    assert (tmp_path / "plots" / "paired_deltas.png").exists() and len(paths) >= 5
+
+
+@pytest.mark.slow
+def test_quick_study_end_to_end(tmp_path):
+    """What CI runs: ``python experiments/study.py --quick --output <tmp>`` (a few minutes on 2 cores)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "experiments" / "study.py"), "--quick", "--output",
+                           str(tmp_path / "q")], cwd=repo, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "q" / "summary.md").exists()
+    assert (tmp_path / "q" / "results" / "variance" / "grpo" / "seed0.json").exists()
+    again = subprocess.run([sys.executable, str(repo / "experiments" / "study.py"), "--quick", "--output",
+                            str(tmp_path / "q"), "--no-report"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert "0 to do" in again.stdout  # resumes: finished units are kept
 
 
 def test_split_curves_weights_levels_by_problem_count():

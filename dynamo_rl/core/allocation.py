@@ -200,7 +200,8 @@ def _allocate(w: np.ndarray, plan: _Plan, method: str, num_samples: np.ndarray |
     try:
         fn = ALLOCATORS.get(method)
     except KeyError as err:
-        raise ValueError(f"method={method!r}: {err.args[0]}") from None
+        hint = (" (it needs the success counts: use allocate_rollouts)" if method in HISTORY_ALLOCATORS else "")
+        raise ValueError(f"method={method!r}: {err.args[0]}{hint}") from None
     m = w.size
     if m == 0:
         return np.zeros(0, dtype=np.int64)

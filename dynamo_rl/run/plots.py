@@ -61,6 +61,11 @@ def _window(num_points: int) -> int:
     return max(1, min(_MAX_WINDOW, num_points // 20))
 
 
+def _smoothing_note(num_points: int) -> str:
+    window = _window(num_points)
+    return "raw (too few steps to smooth)" if window == 1 else f"moving average ({window} steps)"
+
+
 def _level_keys(records: list[dict[str, Any]], pattern: str) -> list[str]:
     regex = re.compile(pattern)
     keys = {k for r in records for k in r if regex.fullmatch(k)}
@@ -79,10 +84,11 @@ def _no_data(ax: Any, what: str) -> None:
 
 
 def _plot_smoothed(ax: Any, steps: list[float], values: list[float], *, color: Any, label: str,
-                   linestyle: str = "-", raw: bool = True) -> None:
+                   linestyle: str = "-", raw: bool = True, raw_alpha: float = 0.25, linewidth: float = 1.8) -> None:
     if raw:
-        ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8, linestyle=linestyle)
-    ax.plot(steps, smooth(values, _window(len(values))), color=color, linewidth=1.8, linestyle=linestyle, label=label)
+        ax.plot(steps, values, color=color, alpha=raw_alpha, linewidth=0.8, linestyle=linestyle)
+    ax.plot(steps, smooth(values, _window(len(values))), color=color, linewidth=linewidth, linestyle=linestyle,
+            label=label)
 
 
 def _legend_outside(ax: Any, **kwargs: Any) -> None:
@@ -130,11 +136,11 @@ def _learning_curve(records: list[dict[str, Any]], path: Path) -> Path:
     ):
         steps, values = _series(records, key)
         if steps:
-            _plot_smoothed(ax, steps, values, color=color, label=f"moving average ({_window(len(values))} steps)")
+            _plot_smoothed(ax, steps, values, color=color, label=_smoothing_note(len(values)))
             ax.set(xlabel="step", ylabel=ylabel, title=title)
             if key == "acc/mean":
                 ax.set_ylim(-0.02, 1.02)
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
         else:
             ax.set_title(title)
             _no_data(ax, key)
@@ -163,7 +169,7 @@ def _dynamics(records: list[dict[str, Any]], path: Path) -> Path:
     if steps:
         _plot_smoothed(ax, steps, values, color="C2", label="mean token entropy")
         ax.set(xlabel="step", ylabel="nats", title="policy entropy")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     else:
         ax.set_title("policy entropy")
         _no_data(ax, "actor/entropy")
@@ -172,28 +178,32 @@ def _dynamics(records: list[dict[str, Any]], path: Path) -> Path:
     mean_steps, mean_values = _series(records, "actor/grad_norm")
     max_steps, max_values = _series(records, "actor/grad_norm_max")
     if mean_steps or max_steps:
-        if mean_steps:
-            _plot_smoothed(ax, mean_steps, mean_values, color="C0", label="mean over optimiser steps")
-        if max_steps:
-            _plot_smoothed(ax, max_steps, max_values, color="C3", linestyle="--", raw=False,
-                           label="max over optimiser steps")
+        if (mean_steps, mean_values) == (max_steps, max_values):  # one optimiser step per step: one line, said so
+            _plot_smoothed(ax, mean_steps, mean_values, color="C0", label="mean = max (1 optimiser step per step)")
+        else:
+            if mean_steps:
+                _plot_smoothed(ax, mean_steps, mean_values, color="C0", label="mean over optimiser steps")
+            if max_steps:
+                _plot_smoothed(ax, max_steps, max_values, color="C3", linestyle="--", raw=False,
+                               label="max over optimiser steps (smoothed)")
         positive = [v for v in mean_values + max_values if v > 0]
         if positive and max(positive) / min(positive) > _LOG_SPAN:
             ax.set_yscale("log")
         ax.set(xlabel="step", ylabel="‖g‖ before clipping", title="gradient norm")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     else:
         ax.set_title("gradient norm")
         _no_data(ax, "actor/grad_norm")
 
     ax = axes[2]
     drawn = False
-    for key, label, color in (("mod/compensation_mean", "GC factor f (mean)", "C1"),
-                              ("mod/stabilization_mean", "UMS factor g (mean)", "C4"),
-                              ("mod/factor_mean", "f·g (mean)", "k")):
+    for key, label, color, style in (("mod/compensation_mean", "GC factor f (mean)", "C1", "-"),
+                                     ("mod/stabilization_mean", "UMS factor g (mean)", "C4", "-"),
+                                     ("mod/factor_mean", "f·g (mean)", "k", "--")):
         steps, values = _series(records, key)
         if steps:
-            _plot_smoothed(ax, steps, values, color=color, label=label, raw=key == "mod/factor_mean")
+            _plot_smoothed(ax, steps, values, color=color, label=label, linestyle=style,
+                           raw=key != "mod/factor_mean", linewidth=1.8 if style == "-" else 1.0)
             drawn = True
     ax.set_title("advantage modulation")
     if drawn:
@@ -215,25 +225,25 @@ def _allocation(records: list[dict[str, Any]], path: Path) -> Path:
     left.set_title("allocation by level")
     if band_steps or levels:
         if band_steps and band_steps == high_steps:
-            left.fill_between(band_steps, low, high, color="0.88", label="min–max n_i", step="mid")
+            left.fill_between(band_steps, low, high, color="0.93", linewidth=0, label="min–max n_i (raw)")
         for index, key in enumerate(levels):
             steps, values = _series(records, key)
-            _plot_smoothed(left, steps, values, color=f"C{index % 10}", label=_level_name(key))
+            _plot_smoothed(left, steps, values, color=f"C{index % 10}", label=_level_name(key), raw_alpha=0.12)
         mean_steps, mean_values = _series(records, "alloc/num_rollouts_mean")
         if mean_steps:
             left.plot(mean_steps, mean_values, color="0.3", linestyle=":", linewidth=1, label="mean n_i")
         left.set(xlabel="step", ylabel="rollouts per prompt (n_i)")
-        _legend_outside(left, title=f"smoothed over {_window(len(band_steps or records))} steps", title_fontsize=8)
+        _legend_outside(left, title=_smoothing_note(len(band_steps or records)), title_fontsize=8)
     else:
         _no_data(left, "alloc/num_rollouts_*")
 
     steps, values = _series(records, "alloc/variance_reduction_ratio")
     right.set_title("variance-reduction ratio (Eq 44)")
     if steps:
-        _plot_smoothed(right, steps, values, color="C0", label=f"moving average ({_window(len(values))} steps)")
+        _plot_smoothed(right, steps, values, color="C0", label=_smoothing_note(len(values)))
         right.axhline(1.0, color="0.5", linestyle="--", linewidth=1, label="uniform allocation")
         right.set(xlabel="step", ylabel="Var(alloc) / Var(uniform)")
-        right.legend(loc="lower right", fontsize=8)
+        right.legend(loc="best", fontsize=8)
     else:
         _no_data(right, "alloc/variance_reduction_ratio: needs prompts with history")
     return _save(fig, path)
@@ -241,7 +251,15 @@ def _allocation(records: list[dict[str, Any]], path: Path) -> Path:
 
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
+    for ax in fig.axes:
+        if ax.get_xlabel() == "step":
+            low, high = ax.get_xlim()
+            if high - low < 2:  # a single step (one evaluation): a readable range around it, not ±0.05
+                middle = round((low + high) / 2)
+                ax.set_xlim(middle - 1, middle + 1)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

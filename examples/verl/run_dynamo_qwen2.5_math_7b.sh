@@ -4,10 +4,13 @@
 #   examples/verl/run_dynamo_qwen2.5_math_7b.sh [extra Hydra overrides...]
 #   MODEL=qwen2.5_math_1.5b examples/verl/run_dynamo_qwen2.5_math_7b.sh        # 1 node
 #   MODEL=qwen3_14b examples/verl/run_dynamo_qwen2.5_math_7b.sh                # 2 nodes: start `ray start` on both first
-#   METHOD=grpo SEED=2 examples/verl/run_dynamo_qwen2.5_math_7b.sh \
-#       actor_rollout_ref.actor.clip_ratio_high=0.2                             # GRPO baseline, another seed
-# The clip ranges, entropy bonus and loss aggregation are verl's actor keys: a METHOD whose own loss options differ
-# (grpo: eps_high 0.2) gets a warning at start-up naming the keys to set.
+#   METHOD=grpo SEED=2 examples/verl/run_dynamo_qwen2.5_math_7b.sh           # GRPO baseline, another seed
+#   PRESET=paper examples/verl/run_dynamo_qwen2.5_math_7b.sh +dynamo.modulation.norm_scope=micro
+# The clip ranges, policy loss, aggregation, entropy bonus and advantage estimator are verl's own keys; the trainer
+# refuses to start when they do not run METHOD's loss. This script passes the keys METHOD/PRESET need, as printed by
+# `python -m dynamo_rl.adapters.verl.settings METHOD PRESET` (grpo: clip_ratio_high=0.2; dr_grpo: seq-mean-token-sum-norm
+# with L_max = data.max_response_length). Methods verl cannot run (fork_tokens, entropy_adv, w_reinforce; the theory
+# preset) are refused there with the list of those it can.
 #
 # Needs the model weights (hub id in configs/verl/dynamo_<MODEL>.yaml, or MODEL_PATH), verl 0.9.1 with vLLM
 # (pip install "verl[vllm]==0.9.1" "dynamo-rl[verl]" TransferQueue), and the data written once by
@@ -30,6 +33,10 @@ fi
 VAL=""
 for b in "${BENCHMARKS[@]}"; do VAL+="${VAL:+,}$DATA/$b.parquet"; done
 
+# the verl loss keys of METHOD under PRESET (one Hydra override per line); fails for a method verl cannot run
+LOSS_KEYS=$(python -m dynamo_rl.adapters.verl.settings "$METHOD" "$PRESET")
+mapfile -t LOSS_OVERRIDES <<< "$LOSS_KEYS"
+
 # Qwen2.5-Math's config says max_position_embeddings=4096 < 2048 + 8192 (see the model config file's comment)
 export VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
 export VERL_LOGGING_LEVEL=${VERL_LOGGING_LEVEL:-INFO}
@@ -38,6 +45,6 @@ python -m verl.trainer.main_ppo --config-path="$REPO/configs/verl" --config-name
   data.train_files="$DATA/train.parquet" data.val_files="[$VAL]" data.seed="$SEED" \
   actor_rollout_ref.rollout.seed="$SEED" \
   ${MODEL_PATH:+actor_rollout_ref.model.path="$MODEL_PATH"} \
-  dynamo.method="$METHOD" dynamo.preset="$PRESET" \
+  dynamo.method="$METHOD" dynamo.preset="$PRESET" "${LOSS_OVERRIDES[@]}" \
   trainer.experiment_name="${MODEL}_${METHOD}_seed${SEED}" trainer.default_local_dir="$CKPT" \
   "$@"

@@ -8,8 +8,9 @@
 # What it checks, in two verl runs of the real V1 trainer (Ray, FSDP, vLLM):
 #   run 1 (steps 1-4): the plugin loads in the Ray processes, trainer_mode=dynamo_sync builds DynamoPPOTrainer,
 #         __rollout_n__ varies per prompt once history exists, dynamo_ppo_loss runs with entropy and Σπ² from the
-#         engine (dynamo/mod/* metrics), the success history is saved with the checkpoint at step 4;
-#   run 2 (resume to step 6): verl resumes from global_step_4 and the history is restored.
+#         engine (mod/* metrics), alloc/* (incl. the live Eq 44 alloc/variance_reduction_ratio) and history/*
+#         metrics are logged, the allocator state (allocator_state.json) is saved with the checkpoint at step 4;
+#   run 2 (resume to step 6): verl resumes from global_step_4 and the allocator state is restored.
 # Model: the shipped demo model (dynamo_rl/demo/assets: a 2-layer Qwen2, character tokenizer, trained to answer
 # "Q: 23+58=? A:" with " \boxed{81}"), so rewards are neither all 0 nor all 1. Its head size is 16; if the vLLM
 # attention backend refuses it, run with SMOKE_MODEL=random (a random Qwen2 with head size 64: rewards ~0, the
@@ -85,12 +86,13 @@ check() {  # $1 = description, $2 = pattern, $3 = log
   echo "smoke run: ${elapsed}s, model=$SMOKE_MODEL"
   check "plugin loaded in Ray processes" "dynamo-rl verl plugin loaded" "$OUT/smoke_run1.log"
   check "loss installed on the actor workers" "installed dynamo_ppo_loss" "$OUT/smoke_run1.log"
-  check "modulation metrics logged" "dynamo/mod/factor_mean" "$OUT/smoke_run1.log"
-  check "Σπ² reached the loss" "dynamo/sum_pi_squared_mean" "$OUT/smoke_run1.log"
-  check "history updated" "dynamo/history/batch_accuracy" "$OUT/smoke_run1.log"
-  check "allocation metrics logged" "dynamo/allocation/n_std" "$OUT/smoke_run1.log"
-  check "history saved with the checkpoint" "saved success history" "$OUT/smoke_run1.log"
-  check "history restored on resume" "restored success history" "$OUT/smoke_run2.log"
-  ls "$WORK"/ckpt/global_step_*/dynamo_history.json
+  check "modulation metrics logged" "mod/factor_mean" "$OUT/smoke_run1.log"
+  check "Σπ² reached the loss" "mod/sum_sq_probs_mean" "$OUT/smoke_run1.log"
+  check "history updated" "history/batch_accuracy" "$OUT/smoke_run1.log"
+  check "allocation metrics logged" "alloc/num_rollouts_std" "$OUT/smoke_run1.log"
+  check "live Eq 44 ratio logged" "alloc/variance_reduction_ratio" "$OUT/smoke_run1.log"
+  check "allocator state saved with the checkpoint" "saved allocator state" "$OUT/smoke_run1.log"
+  check "allocator state restored on resume" "restored allocator state" "$OUT/smoke_run2.log"
+  ls "$WORK"/ckpt/global_step_*/allocator_state.json
 } | tee "$OUT/smoke_summary.txt"
 ! grep -q "^FAIL" "$OUT/smoke_summary.txt"

@@ -11,7 +11,7 @@ pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
 from dynamo_rl.adapters.trl import DynaMOConfig, DynaMOTrainer  # noqa: E402
-from dynamo_rl.adapters.trl.allocator import STATE_FILE, RolloutAllocator  # noqa: E402
+from dynamo_rl.run.allocator import STATE_FILE, RolloutAllocator  # noqa: E402
 from dynamo_rl.adapters.trl.group_advantages import contiguous_group_ids, trl_group_advantages  # noqa: E402
 from dynamo_rl.adapters.trl.sampler import DynamicRepeatSampler  # noqa: E402
 from dynamo_rl.adapters.trl.version import check_trl_version  # noqa: E402
@@ -63,14 +63,14 @@ def test_sampler_matches_repeat_sampler_when_uniform_and_groups_are_contiguous()
 
     data = list(range(10))
     ids = [str(i) for i in data]
-    uniform = RolloutAllocator(AllocationConfig(allocator="uniform", n_min=2, n_max=8, mean_rollouts=4), 4)
+    uniform = RolloutAllocator(AllocationConfig(allocator="uniform", n_min=2, n_max=8, mean_rollouts=4))
     ours = DynamicRepeatSampler(data, ids, uniform, prompts_per_batch=3, repeat_count=2, seed=3)
     theirs = RepeatSampler(data, mini_repeat_count=4, batch_size=3, repeat_count=2, seed=3)
     assert list(ours) == list(theirs) and len(ours) == len(theirs)
     assert list(ours) == list(theirs)  # second epoch: same generator progression
 
     config = AllocationConfig(allocator="official", n_min=2, n_max=8, mean_rollouts=4, min_history=2)
-    allocator = RolloutAllocator(config, 4)
+    allocator = RolloutAllocator(config)
     allocator.update(ids, np.array([1, 4, 2, 0, 3, 1, 4, 2, 0, 2]), np.full(10, 4))
     sampler = DynamicRepeatSampler(data, ids, allocator, prompts_per_batch=3, repeat_count=1, seed=3)
     stream = list(sampler)
@@ -81,7 +81,7 @@ def test_sampler_matches_repeat_sampler_when_uniform_and_groups_are_contiguous()
     assert any(len(set(s)) > 1 for s in sizes)  # non-uniform
     for chunk, size in zip(chunks, sizes):
         unique = list(dict.fromkeys(chunk))
-        assert allocator.allocate([ids[i] for i in unique]).tolist() == size
+        assert allocator.allocate([ids[i] for i in unique]).counts() == size
     sampler.set_epoch(1)
     first_epoch_again = DynamicRepeatSampler(data, ids, allocator, prompts_per_batch=3, seed=3)
     list(first_epoch_again)
@@ -224,11 +224,11 @@ def test_training_allocates_per_prompt_and_updates_everything(tmp_path):
     for call, adv in zip(calls, advantages):
         # group sizes are the allocation of the current history, Σ = generation batch, n_i ≥ 2 ...
         assert call["sizes"] == call["expected"] and sum(call["sizes"]) == 8 and min(call["sizes"]) >= 2
-        # ... and each group is normalised on its own rows (TRL's rule: mean, Bessel std, ε = 1e-4)
+        # ... and each group is normalised on its own rows (TRL's rule: mean, Bessel std, ε = loss.grpo_eps = 1e-6)
         start = 0
         for size in call["sizes"]:
             group = torch.tensor(call["rewards"][start:start + size])
-            expected = (group - group.mean()) / (group.std() + 1e-4)
+            expected = (group - group.mean()) / (group.std() + 1e-6)
             torch.testing.assert_close(adv[start:start + size], expected, rtol=1e-5, atol=1e-5)
             start += size
     assert any(len(set(c["sizes"])) > 1 for c in calls), "allocation never became non-uniform"
@@ -240,10 +240,10 @@ def test_training_allocates_per_prompt_and_updates_everything(tmp_path):
     assert mod is not None
     assert float(mod.compensation.min()) >= 1.0 and float(mod.compensation.max()) <= cfg.effective_mu_max + 1e-6
     assert float(mod.stabilization.min()) >= cfg.effective_lambda_min - 1e-6 and float(mod.stabilization.max()) <= 1
-    logged = [h for h in trainer.state.log_history if "dynamo/mod/compensation_max" in h]
-    assert logged and all(h["dynamo/mod/compensation_max"] <= cfg.effective_mu_max + 1e-6 for h in logged)
-    assert all(h["dynamo/mod/stabilization_min"] >= cfg.effective_lambda_min - 1e-6 for h in logged)
-    assert any(h["dynamo/mod/compensation_max"] > 1.0 for h in logged)
+    logged = [h for h in trainer.state.log_history if "mod/compensation_max" in h]
+    assert logged and all(h["mod/compensation_max"] <= cfg.effective_mu_max + 1e-6 for h in logged)
+    assert all(h["mod/stabilization_min"] >= cfg.effective_lambda_min - 1e-6 for h in logged)
+    assert any(h["mod/compensation_max"] > 1.0 for h in logged)
     checkpoint = tmp_path / "checkpoint-4"
     assert (checkpoint / STATE_FILE).exists()
 
@@ -261,7 +261,7 @@ def test_rebinds_a_stale_generation_batch(tmp_path):
     trainer.dynamo_allocator.update(["0", "1"], np.array([4.0, 2.0]), np.array([4.0, 4.0]))
     rows = [{"prompt": "Q0:", "answer": "A0", "dynamo_prompt_id": "0"}] * 4 + \
            [{"prompt": "Q1:", "answer": "A1", "dynamo_prompt_id": "1"}] * 4
-    expected = trainer.dynamo_allocator.allocate(["0", "1"]).tolist()
+    expected = trainer.dynamo_allocator.allocate(["0", "1"]).counts()
     assert expected != [4, 4]
     rebound, changed = trainer._rebind_to_current_allocation(rows)
     assert changed and [r["dynamo_prompt_id"] for r in rebound] == ["0"] * expected[0] + ["1"] * expected[1]
@@ -293,7 +293,9 @@ def test_without_dra_and_modulation_equals_grpo_trainer(tmp_path):
                         args=GRPOConfig(**base_args(str(tmp_path / "plain"), max_steps=3)),
                         train_dataset=make_dataset(), processing_class=tok)
     adv_plain, loss_plain = run(plain)
-    ours, _ = build_dynamo_trainer(tmp_path / "ours", args_overrides=dict(max_steps=3, dynamo_method="grpo"))
+    # dynamo-rl's GRPO normalises with ε = loss.grpo_eps (1e-6, verl's); TRL's own is 1e-4: set it explicitly
+    ours, _ = build_dynamo_trainer(tmp_path / "ours", args_overrides=dict(max_steps=3, dynamo_method="grpo",
+                                                                          dynamo_loss={"grpo_eps": 1e-4}))
     adv_ours, loss_ours = run(ours)
     assert len(adv_plain) == len(adv_ours) == 3
     for a, b in zip(adv_plain, adv_ours):
@@ -347,10 +349,17 @@ def test_run_trl_trains_a_train_config(tmp_path):
     config = _train_config(tmp_path, data={"model": str(model), "dataset": str(tmp_path / "train.jsonl")},
                            rollout={"prompts_per_step": 2}, optim={"mini_batch_prompts": None, "ppo_epochs": 1},
                            run={"steps": 2})
-    assert run_trl(config) == 0
-    state = json.loads((tmp_path / "run" / "checkpoint-2" / STATE_FILE).read_text())
+    records = run_trl(config)
+    assert [r["step"] for r in records] == [1, 2]
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-2"
+    state = json.loads((checkpoint / STATE_FILE).read_text())
     assert state["num_updates"] == 2 and sorted(state["history"]["ids"]) == ["p0", "p1", "p2", "p3"]
-    assert (tmp_path / "run" / "final" / "config.json").exists()
+    assert json.loads((checkpoint / "dynamo_state.json").read_text())["step"] == 2
+    assert (checkpoint / "config.json").exists() and (checkpoint / "tokenizer.json").exists()
+    assert (tmp_path / "run" / "config.yaml").exists()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2]
+    assert {"alloc/num_rollouts_mean", "reward/mean", "actor/loss", "acc/mean"} <= set(logged[-1])
     reward = make_math_verify_reward()  # grades against each row's own answer
     assert reward(["\\boxed{3}", "\\boxed{3}"], ["3", "4"]) == [1.0, 0.0]
     assert reward([[{"role": "assistant", "content": "so \\boxed{7}"}]], ["7"]) == [1.0]

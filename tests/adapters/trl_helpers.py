@@ -46,7 +46,7 @@ class CheckingReward:
             trainer = self.trainer_ref[0]
             if trainer.model.training:
                 ids = [str(r[0][1:-1]) for r in runs]
-                expected = trainer.dynamo_allocator.allocate(ids).tolist()
+                expected = trainer.dynamo_allocator.allocate(ids).counts()
         self.calls.append({"prompts": [r[0] for r in runs], "sizes": [r[1] for r in runs], "expected": expected,
                            "rewards": rewards, "row_prompts": list(prompts)})
         return rewards

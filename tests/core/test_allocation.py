@@ -189,8 +189,13 @@ def test_count_validation_names_the_argument():
         priorities([1], [4], proxy_power=0)
 
 
-def test_registry_has_the_three_allocators():
-    assert ALLOCATORS.names() == ["official", "uniform", "waterfill"]
+def test_registries_hold_every_allocator():
+    from dynamo_rl.core.allocation import ALLOCATOR_NAMES, HISTORY_ALLOCATORS
+    from dynamo_rl.method_config import allocator_names
+
+    assert ALLOCATORS.names() == ["official", "optimal", "uniform", "waterfill"]
+    assert HISTORY_ALLOCATORS.names() == ["knapsack", "variance_matched"]
+    assert sorted(ALLOCATOR_NAMES) == sorted(allocator_names()) == sorted(ALLOCATORS.names() + HISTORY_ALLOCATORS.names())
 
 
 def test_empty_batch():

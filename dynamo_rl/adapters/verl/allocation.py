@@ -1,36 +1,48 @@
 """Dynamic Rollout Allocation on verl's V1 trainer, without verl: prompt ids, ``__rollout_n__``, history updates.
 
-The trainer (:mod:`dynamo_rl.adapters.verl.trainer`) is a thin shell around :class:`VerlRolloutAllocator`, which
-works on plain Python/numpy values so it is tested without Ray, TransferQueue or a GPU:
+The success history, the allocation rule (Eq 5-6, Algorithm 1 of DynaMO, arXiv 2602.19208), the live Eq 44 variance
+ratio, the ``alloc/*`` / ``history/*`` metrics and the state file are :class:`dynamo_rl.run.allocator.RolloutAllocator`,
+the one allocator every engine uses. :class:`VerlRolloutAllocator` composes it and keeps only verl's own
+bookkeeping, on plain Python/numpy values so it is tested without Ray, TransferQueue or a GPU:
 
 1. :func:`stable_prompt_ids` — the history key of each prompt of a dataloader batch: ``extra_info["index"]`` when the
    dataset sets it (``dynamo-rl prepare-verl`` writes our stable id there), else a hash of the raw prompt. verl's own
    ``uid`` is a fresh uuid4 on every fetch and is never used as a key.
 2. :meth:`VerlRolloutAllocator.allocate` — per-prompt rollout counts with Σ n_i = prompts × ``rollout.n``
-   (Eq 5-6 and Algorithm 1 of DynaMO, arXiv 2602.19208, via :func:`dynamo_rl.core.allocation.allocate_rollouts`); it
-   remembers uid → prompt id for the update.
-3. :meth:`VerlRolloutAllocator.update_from_trajectories` — after scoring: trajectory keys ``{uid}_{session}_{i}``,
-   scores and padding tags → per-prompt (correct, total) → :class:`~dynamo_rl.core.history.SuccessHistory`.
-4. :func:`save_history` / :func:`load_history` — atomic JSON next to verl's checkpoint.
+   (``RolloutAllocator.allocate``); it remembers uid → prompt id for the update.
+3. :meth:`VerlRolloutAllocator.update_from_trajectories` — after scoring: TransferQueue keys ``{uid}_{session}_{i}``,
+   scores and padding tags → one outcome per rollout → ``RolloutAllocator.update_from_rollouts``.
+4. :meth:`VerlRolloutAllocator.save` / :meth:`~VerlRolloutAllocator.load` — ``allocator_state.json`` in verl's
+   ``global_step_N`` folder (``RolloutAllocator.save``/``load``, which also read the old ``dynamo_history.json``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dynamo_rl.core.allocation import allocate_rollouts
 from dynamo_rl.core.history import SuccessHistory
 from dynamo_rl.method_config import AllocationConfig
+from dynamo_rl.run import metric_names as K
+from dynamo_rl.run.allocator import Allocation, RolloutAllocator
 
-_STATE_VERSION = 1
+HISTORY_BATCH_PROMPTS = "history/batch_prompts"
+"""Prompts added to the history by one scored batch."""
+HISTORY_BATCH_ROLLOUTS = "history/batch_rollouts"
+"""Rollouts (uid × session, padding excluded) added to the history by one scored batch."""
+HISTORY_BATCH_ACCURACY = "history/batch_accuracy"
+"""Fraction of those rollouts with score > ``correct_threshold`` (NaN when there are none)."""
+HISTORY_UNKNOWN_ROWS = "history/unknown_rows"
+"""Scored rows whose uid this allocator never allocated (should be 0)."""
+HISTORY_PENDING_UIDS = "history/pending_uids"
+"""Allocated uids not scored yet (in-flight refills, or groups dropped by DAPO filtering)."""
 
 
 def _prompt_hash(raw_prompt: Any) -> str:
@@ -55,56 +67,71 @@ def stable_prompt_ids(extra_infos: Sequence[Any], raw_prompts: Sequence[Any]) ->
     return ids
 
 
-def parse_trajectory_key(key: str) -> tuple[str, str]:
-    """``"{uid}_{session_id}_{index}"`` (verl's TransferQueue key) → ``(uid, session_id)``."""
+def parse_trajectory_key(key: str) -> tuple[str, str, int]:
+    """``"{uid}_{session_id}_{index}"`` (verl's TransferQueue key) → ``(uid, session_id, index)``."""
     parts = str(key).rsplit("_", 2)
     if len(parts) != 3 or not parts[2].isdigit():
         raise ValueError(f"trajectory key {key!r} is not of the form '{{uid}}_{{session_id}}_{{index}}'")
-    return parts[0], parts[1]
+    return parts[0], parts[1], int(parts[2])
 
 
 class VerlRolloutAllocator:
-    """Success history + uid bookkeeping of one verl run (driver process only)."""
+    """verl's uid bookkeeping around the shared :class:`RolloutAllocator` (driver process only)."""
 
-    def __init__(self, config: AllocationConfig, *, correct_threshold: float = 0.0,
-                 history: SuccessHistory | None = None) -> None:
-        self.config = config
+    def __init__(self, config: AllocationConfig, *, correct_threshold: float = 0.0) -> None:
+        if isinstance(correct_threshold, bool) or not isinstance(correct_threshold, (int, float)) \
+                or not math.isfinite(correct_threshold):
+            raise ValueError(f"correct_threshold={correct_threshold!r} must be a finite number")
+        self.allocator = RolloutAllocator(config)
         self.correct_threshold = float(correct_threshold)
-        self.history = history if history is not None else SuccessHistory(forgetting=config.forgetting)
         self._uid_to_prompt: dict[str, str] = {}
+        self.last_allocation: Allocation | None = None
         self.last_metrics: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"VerlRolloutAllocator({self.allocator!r}, pending_uids={self.pending_uids})"
+
+    @property
+    def config(self) -> AllocationConfig:
+        return self.allocator.config
+
+    @property
+    def history(self) -> SuccessHistory:
+        return self.allocator.history
 
     @property
     def pending_uids(self) -> int:
-        """uids allocated but not yet seen in a scored batch (refilled or filtered groups stay here until reset)."""
+        """uids allocated but not yet seen in a scored batch (refilled or filtered groups stay here)."""
         return len(self._uid_to_prompt)
 
-    def allocate(self, uids: Sequence[str], prompt_ids: Sequence[str], *, mean_rollouts: int) -> np.ndarray:
-        """Rollouts per prompt (int64 (M,)), Σ = M × ``mean_rollouts``; remembers ``uid → prompt id``."""
+    def allocate(self, uids: Sequence[str], prompt_ids: Sequence[str]) -> np.ndarray:
+        """Rollouts per prompt (int64 (M,)), Σ = M × ``mean_rollouts`` (= verl's ``rollout.n``); remembers
+        ``uid → prompt id``. Sets :attr:`last_metrics` to the ``alloc/*`` and ``history/*`` scalars of
+        ``RolloutAllocator.metrics`` (``alloc/variance_reduction_ratio`` left out while no prompt has history)."""
         if len(uids) != len(prompt_ids):
             raise ValueError(f"uids has {len(uids)} rows but prompt_ids has {len(prompt_ids)}")
-        budget = len(prompt_ids) * int(mean_rollouts)
-        correct, total = self.history.counts(list(prompt_ids))
-        kwargs = self.config.core_kwargs()
-        result = allocate_rollouts(correct, total, budget=budget, **kwargs)
-        counts = np.asarray(result.num_rollouts, dtype=np.int64)
-        if int(counts.sum()) != budget:
-            raise RuntimeError(f"allocator returned Σ n_i = {int(counts.sum())} for a budget of {budget} "
-                               f"({len(prompt_ids)} prompts × rollout.n={mean_rollouts}); notes: {result.notes}")
+        allocation = self.allocator.allocate([str(p) for p in prompt_ids])
+        budget = len(prompt_ids) * self.config.mean_rollouts
+        if allocation.budget != budget:
+            raise RuntimeError(f"allocator returned Σ n_i = {allocation.budget} for a budget of {budget} "
+                               f"({len(prompt_ids)} prompts × rollout.n={self.config.mean_rollouts}); "
+                               f"notes: {allocation.result.notes}")
         for uid, pid in zip(uids, prompt_ids):
             self._uid_to_prompt[str(uid)] = str(pid)
-        self.last_metrics = {f"dynamo/allocation/{k}": float(v) for k, v in result.metrics().items()}
-        return counts
+        self.last_allocation = allocation
+        metrics = self.allocator.metrics(allocation, scalars_only=True)
+        self.last_metrics = {key: float(value) for key, value in metrics.items() if value is not None}
+        return allocation.num_rollouts.copy()
 
     def update_from_trajectories(self, keys: Sequence[str], scores: Sequence[float],
                                  tags: Sequence[Mapping[str, Any]] | None = None) -> dict[str, float]:
-        """Add one scored batch to the history; returns metrics.
+        """Add one scored batch to the history; returns the ``history/*`` metrics of the update.
 
         ``keys[r]``: TransferQueue key ``{uid}_{session}_{i}`` of row r; ``scores[r]``: its sequence score (sum of
         ``rm_scores``); ``tags[r]``: its TQ tag (rows tagged ``is_padding`` are skipped). A rollout is one
         ``(uid, session)``; multi-output sessions count once, with the score of their last output. A rollout is
         correct when its score > ``correct_threshold``. Rows whose uid was never allocated here are counted in
-        ``dynamo/history/unknown_rows`` and skipped.
+        ``history/unknown_rows`` and skipped.
         """
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != (len(keys),):
@@ -116,60 +143,39 @@ class VerlRolloutAllocator:
         for r, key in enumerate(keys):
             if tags is not None and tags[r].get("is_padding", False):
                 continue
-            uid, session = parse_trajectory_key(key)
+            uid, session, index = parse_trajectory_key(key)
             if uid not in self._uid_to_prompt:
                 unknown += 1
                 continue
-            index = int(str(key).rsplit("_", 1)[1])
             if (uid, session) not in last or last[(uid, session)][0] < index:
                 last[(uid, session)] = (index, float(scores[r]))
-        per_prompt: dict[str, list[float]] = {}
-        seen_uids = set()
-        for (uid, _), (_, score) in last.items():
-            seen_uids.add(uid)
-            counts = per_prompt.setdefault(self._uid_to_prompt[uid], [0.0, 0.0])
-            counts[0] += float(score > self.correct_threshold)
-            counts[1] += 1.0
-        if per_prompt:
-            ids = list(per_prompt)
-            self.history.update(ids, [per_prompt[p][0] for p in ids], [per_prompt[p][1] for p in ids])
-        for uid in seen_uids:
+        prompt_ids = [self._uid_to_prompt[uid] for uid, _ in last]
+        correct = [score > self.correct_threshold for _, score in last.values()]
+        if prompt_ids:
+            self.allocator.update_from_rollouts(prompt_ids, correct)
+        for uid in {uid for uid, _ in last}:
             del self._uid_to_prompt[uid]
-        total = sum(c[1] for c in per_prompt.values())
-        correct = sum(c[0] for c in per_prompt.values())
         return {
-            "dynamo/history/prompts": float(len(self.history)),
-            "dynamo/history/batch_prompts": float(len(per_prompt)),
-            "dynamo/history/batch_rollouts": float(total),
-            "dynamo/history/batch_accuracy": correct / total if total else float("nan"),
-            "dynamo/history/unknown_rows": float(unknown),
-            "dynamo/history/pending_uids": float(self.pending_uids),
+            K.HISTORY_PROMPTS: float(len(self.history)),
+            HISTORY_BATCH_PROMPTS: float(len(set(prompt_ids))),
+            HISTORY_BATCH_ROLLOUTS: float(len(prompt_ids)),
+            HISTORY_BATCH_ACCURACY: sum(correct) / len(correct) if correct else float("nan"),
+            HISTORY_UNKNOWN_ROWS: float(unknown),
+            HISTORY_PENDING_UIDS: float(self.pending_uids),
         }
 
+    # -- state: the shared allocator's versioned file -------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``allocator_state.json`` into ``directory`` atomically (``RolloutAllocator.save``)."""
+        return self.allocator.save(directory)
 
-def save_history(history: SuccessHistory, path: str | os.PathLike[str], *, global_step: int) -> Path:
-    """Write ``history`` as JSON atomically (temp file in the same folder, fsync, rename); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"version": _STATE_VERSION, "global_step": int(global_step), "history": history.state_dict()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    def load(self, directory: str | os.PathLike[str]) -> bool:
+        """Restore from ``directory`` (``allocator_state.json``, or an older ``dynamo_history.json``); returns
+        whether a state file was there. uids allocated before the restart are forgotten."""
+        return self.allocator.load(directory)
 
+    def state_dict(self) -> dict[str, Any]:
+        return self.allocator.state_dict()
 
-def load_history(path: str | os.PathLike[str], history: SuccessHistory) -> int:
-    """Restore ``history`` from :func:`save_history`'s file; returns the stored global step."""
-    with open(path, encoding="utf-8") as handle:
-        payload = json.load(handle)
-    if not isinstance(payload, dict) or payload.get("version") != _STATE_VERSION or "history" not in payload:
-        raise ValueError(f"{path}: not a dynamo-rl history file of version {_STATE_VERSION}")
-    history.load_state_dict(payload["history"])
-    return int(payload.get("global_step", 0))
+    def load_state_dict(self, state: Any) -> None:
+        self.allocator.load_state_dict(state)

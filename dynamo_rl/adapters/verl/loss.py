@@ -4,7 +4,7 @@
 dp_group) -> (loss, metrics)``, called by verl's engines once per micro-batch). It
 
 1. reads the current policy's ``log_probs`` and ``entropy`` from ``model_output`` (engine flag ``calculate_entropy``;
-   ``sum_pi_squared`` too when present, as a diagnostic), converts them to padded ``(B, T)`` response tensors exactly as
+   ``sum_pi_squared`` too when present, logged as ``mod/sum_sq_probs_mean``), converts them to padded ``(B, T)`` response tensors exactly as
    ``ppo_loss`` does (``no_padding_2_padding``), and the micro-batch's ``old_log_probs``, ``advantages`` and
    ``response_mask`` the same way (``to_padded_tensor``);
 2. applies :func:`dynamo_rl.core.modulation.modulate_advantages` (GC Eq 8-9, UMS Eq 10-13, Ã = A·f·g Eq 14 of DynaMO,
@@ -15,7 +15,11 @@ dp_group) -> (loss, metrics)``, called by verl's engines once per micro-batch). 
    unchanged; with modulation off (or all factors 1) the result is ``ppo_loss``'s bit for bit.
 
 The modulation options come from the trainer: it installs ``functools.partial(dynamo_ppo_loss, config=<ActorConfig>,
-modulation=<ModulationConfig.core_kwargs()>)`` on the workers with ``set_loss_fn``.
+modulation=<ModulationConfig.core_kwargs()>)`` on the workers with ``set_loss_fn``. Metrics are the core's ``mod/*``
+keys as they come (verl's trainer adds ``actor/``; ``DynamoPPOTrainer`` strips it again, so they are logged as
+``mod/*`` like in the other engines). The parity test (``tests/adapters/verl/test_parity_verl.py``) checks that the
+modulated advantages, the loss and its gradient equal the built-in trainer's ``compute_objective`` on the shared
+scenario of ``tests/parity/scenario.py``.
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.losses import ppo_loss
 from verl.workers.utils.padding import no_padding_2_padding
 
+from dynamo_rl.adapters.verl.settings import EXACT_REFUSAL
 from dynamo_rl.core.advantages import compute_advantages
 from dynamo_rl.core.modulation import modulate_advantages
 
 ADV_ESTIMATOR_NAME = "dynamo_grpo"
+SUM_SQ_PROBS_MEAN = "mod/sum_sq_probs_mean"
+"""Mean Σ_a π(a)² of the current policy over the micro-batch's valid response tokens (the TRL adapter's name)."""
 
-__all__ = ["ADV_ESTIMATOR_NAME", "dynamo_grpo_advantage", "dynamo_ppo_loss", "modulated_advantages", "replace_field"]
+__all__ = ["ADV_ESTIMATOR_NAME", "SUM_SQ_PROBS_MEAN", "dynamo_grpo_advantage", "dynamo_ppo_loss", "modulated_advantages",
+           "replace_field"]
 
 
 def _clip_ranges(config: Any) -> tuple[float, float]:
@@ -46,11 +54,14 @@ def _clip_ranges(config: Any) -> tuple[float, float]:
 
 
 def _aggregation(name: str) -> AggregationType:
-    """How verl reduces a modulation metric over micro-batches: ``*_max`` by max, ``*_min`` by min, else mean."""
+    """How verl reduces a modulation metric over micro-batches: ``*_max`` by max, ``*_min`` by min, token counts
+    (``*_tokens``) by sum, else mean."""
     if name.endswith("_max"):
         return AggregationType.MAX
     if name.endswith("_min"):
         return AggregationType.MIN
+    if name.endswith("_tokens"):
+        return AggregationType.SUM
     return AggregationType.MEAN
 
 
@@ -75,6 +86,8 @@ def replace_field(data: Any, key: str, padded: torch.Tensor) -> Any:
 
 def modulated_advantages(config: Any, model_output: dict, data: Any, modulation: dict[str, Any]):
     """The :class:`~dynamo_rl.core.modulation.Modulation` of this micro-batch (padded ``(B, T)`` tensors)."""
+    if modulation.get("stabilization") and modulation.get("entropy_change_mode") == "exact":
+        raise ValueError(f"dynamo_ppo_loss: {EXACT_REFUSAL}")
     entropy = model_output.get("entropy", None)
     if entropy is None:
         raise ValueError("dynamo_ppo_loss needs model_output['entropy']: the engine must run with "
@@ -104,21 +117,22 @@ def dynamo_ppo_loss(config: Any, model_output: dict, data: Any, dp_group: Any = 
         modulation: ``ModulationConfig.core_kwargs()``; ``None`` or both GC and UMS off → plain ``ppo_loss``.
 
     Returns:
-        ``(loss, metrics)`` of ``ppo_loss`` plus ``dynamo/mod/...`` metrics (``*_max``/``*_min`` reduced by max/min
-        over micro-batches, the rest by mean).
+        ``(loss, metrics)`` of ``ppo_loss`` plus the core's ``mod/*`` metrics (``*_max``/``*_min`` reduced by
+        max/min over micro-batches, ``mod/nonfinite_tokens`` by sum, the rest by mean) and ``mod/sum_sq_probs_mean``
+        when the engine returned Σπ².
     """
     if modulation is None or not (modulation.get("gradient_compensation") or modulation.get("stabilization")):
         return ppo_loss(config, model_output, data, dp_group)
     result = modulated_advantages(config, model_output, data, modulation)
     loss, metrics = ppo_loss(config, model_output, replace_field(data, "advantages", result.advantages), dp_group)
     for name, value in result.metrics.items():
-        metrics[f"dynamo/{name}"] = Metric(value=value.detach().float(), aggregation=_aggregation(name))
+        metrics[name] = Metric(value=value.detach().float(), aggregation=_aggregation(name))
     sum_pi_squared = model_output.get("sum_pi_squared", None)
     if sum_pi_squared is not None:
         padded = no_padding_2_padding(sum_pi_squared, data)
         mask = data.select("response_mask").to_padded_tensor()["response_mask"].to(torch.bool)
         value = padded.detach()[mask].float().mean() if mask.any() else padded.new_zeros(())
-        metrics["dynamo/sum_pi_squared_mean"] = Metric(value=value, aggregation=AggregationType.MEAN)
+        metrics[SUM_SQ_PROBS_MEAN] = Metric(value=value, aggregation=AggregationType.MEAN)
     return loss, metrics
 
 

@@ -2,17 +2,22 @@
 
 :class:`DynamoPPOTrainer` subclasses ``PPOTrainerSync`` and overrides five steps (integration.md §2.6):
 
-- ``__init__``: resolves the ``dynamo`` config section, checks the plugin registrations, resets
+- ``__init__``: resolves the ``dynamo`` config section (``rollout.n`` becomes ``allocation.mean_rollouts``), refuses
+  a verl config whose loss keys do not run the method's loss (:func:`~dynamo_rl.adapters.verl.settings.check_loss`),
+  checks the plugin registrations, resets
   ``trainer.v1.trainer_mode`` to ``sync`` (verl compares the mode to ``"sync"`` to pick its replay buffer and the
   ``trainer.v1.sync`` sub-config; the registry lookup has already happened), and turns on
   ``actor.calculate_entropy`` so every actor update returns the current policy's entropy.
 - ``_next_train_batch``: sets ``__rollout_n__`` per prompt from the success history (Σ n_i = prompts × rollout.n).
   DAPO refills and failed-group refills go through this method too, so they are allocated as well.
 - ``_compute_advantage``: after verl's advantages, reads ``rm_scores`` of the scored batch from TransferQueue and
-  updates the success history (one process: the driver; no rank synchronisation needed).
-- ``_update_actor``: also asks for Σπ² when ``dynamo.sum_pi_squared`` is on.
+  updates the success history (one process: the driver; no rank synchronisation needed); logs the ``alloc/*`` and
+  ``history/*`` metrics.
+- ``_update_actor``: also asks for Σπ² when ``dynamo.sum_pi_squared`` is on, and logs the loss's ``mod/*`` metrics
+  without verl's ``actor/`` prefix (the same keys as the other engines).
 - ``on_init_end``: installs :func:`~dynamo_rl.adapters.verl.loss.dynamo_ppo_loss` on the actor workers.
-- ``_save_checkpoint`` / ``_load_checkpoint``: the history is an atomic JSON file in verl's ``global_step_N`` folder,
+- ``_save_checkpoint`` / ``_load_checkpoint``: the allocator state (``allocator_state.json``, the shared
+  :class:`~dynamo_rl.run.allocator.RolloutAllocator` file, written atomically) in verl's ``global_step_N`` folder,
   written before verl writes its ``latest_checkpointed_iteration.txt``.
 """
 
@@ -31,9 +36,9 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 
-from dynamo_rl.adapters.verl.allocation import VerlRolloutAllocator, load_history, save_history, stable_prompt_ids
+from dynamo_rl.adapters.verl.allocation import VerlRolloutAllocator, stable_prompt_ids
 from dynamo_rl.adapters.verl.loss import dynamo_ppo_loss
-from dynamo_rl.adapters.verl.settings import SECTION, loss_mismatches, resolve_settings
+from dynamo_rl.adapters.verl.settings import SECTION, check_loss, resolve_settings
 
 TRAINER_NAME = "dynamo_sync"
 logger = logging.getLogger("dynamo_rl.adapters.verl")
@@ -52,10 +57,16 @@ def batch_prompt_ids(batch: Any) -> list[str]:
     return stable_prompt_ids(_column(batch, "extra_info"), _column(batch, "raw_prompt"))
 
 
-def assign_rollout_counts(batch: Any, allocator: VerlRolloutAllocator, *, mean_rollouts: int) -> np.ndarray:
+def unprefixed_mod_metrics(metrics: dict) -> dict:
+    """``metrics`` with verl's ``actor/`` prefix removed from the core's ``mod/*`` keys (``actor/mod/x`` → ``mod/x``)."""
+    prefix = "actor/mod/"
+    return {(key[len("actor/"):] if key.startswith(prefix) else key): value for key, value in metrics.items()}
+
+
+def assign_rollout_counts(batch: Any, allocator: VerlRolloutAllocator) -> np.ndarray:
     """Set ``batch["__rollout_n__"]`` (a non-tensor stack of ints, read by verl's ``AgentLoopWorkerTQ``)."""
     uids = [str(u) for u in _column(batch, "uid")]
-    counts = allocator.allocate(uids, batch_prompt_ids(batch), mean_rollouts=mean_rollouts)
+    counts = allocator.allocate(uids, batch_prompt_ids(batch))
     tu.assign_non_tensor_stack(batch, "__rollout_n__", [int(n) for n in counts])
     return counts
 
@@ -77,11 +88,10 @@ class DynamoPPOTrainer(PPOTrainerSync):
         if self.dynamo.sum_pi_squared and config.actor_rollout_ref.model.get("use_fused_kernels", False):
             raise ValueError(f"{SECTION}.sum_pi_squared=true needs actor_rollout_ref.model.use_fused_kernels=False "
                              "(verl's fused kernels return only log-probs and entropy)")
-        mismatches = loss_mismatches(self.dynamo.method, actor)
-        if mismatches:
-            logger.warning("dynamo: method %r expects loss settings that verl's actor config does not have; verl's "
-                           "values are used. To match, set: %s", (config.get(SECTION) or {}).get("method", "dynamo"),
-                           ", ".join(mismatches))
+        check_loss(self.dynamo.method, config, method_name=self.dynamo.method_name, preset=self.dynamo.preset)
+        if actor.get("use_kl_loss", False) or config.algorithm.get("use_kl_in_reward", False):
+            logger.warning("dynamo: a KL penalty (actor.use_kl_loss / algorithm.use_kl_in_reward) is on; it is not "
+                           "part of method %r and the other engines have none", self.dynamo.method_name)
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
             if self.dynamo.method.modulation.enabled:
@@ -95,8 +105,7 @@ class DynamoPPOTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ allocation
     def _next_train_batch(self, num_prompts: int | None = None):
         batch = super()._next_train_batch(num_prompts)
-        counts = assign_rollout_counts(batch, self.dynamo_allocator,
-                                       mean_rollouts=int(self.config.actor_rollout_ref.rollout.n))
+        counts = assign_rollout_counts(batch, self.dynamo_allocator)
         logger.debug("dynamo: allocated %d rollouts to %d prompts (min %d, max %d)", int(counts.sum()), len(counts),
                      int(counts.min(initial=0)), int(counts.max(initial=0)))
         return batch
@@ -105,15 +114,18 @@ class DynamoPPOTrainer(PPOTrainerSync):
         batch = super()._compute_advantage(batch, metrics)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["rm_scores"])
         scores = data.to_padded_tensor()["rm_scores"].sum(dim=-1).float().cpu().numpy()
+        metrics.update(self.dynamo_allocator.last_metrics)  # this step's allocation (made from the history before it)
         metrics.update(self.dynamo_allocator.update_from_trajectories(list(batch.keys), scores, list(batch.tags)))
-        metrics.update(self.dynamo_allocator.last_metrics)
         return batch
 
     # ------------------------------------------------------------------ loss
     def _update_actor(self, batch, metrics: dict):
         if self.dynamo.sum_pi_squared:
             batch.extra_info["calculate_sum_pi_squared"] = True
-        return super()._update_actor(batch, metrics)
+        actor_metrics: dict = {}
+        batch = super()._update_actor(batch, actor_metrics)
+        metrics.update(unprefixed_mod_metrics(actor_metrics))
+        return batch
 
     def dynamo_loss_fn(self) -> partial:
         """The loss installed on the actor workers (picklable: a partial of a module-level function)."""
@@ -127,13 +139,13 @@ class DynamoPPOTrainer(PPOTrainerSync):
         logger.info("DynamoPPOTrainer: installed dynamo_ppo_loss on the actor workers")
 
     # ------------------------------------------------------------------ checkpoints
-    def _history_path(self, step: int) -> str:
-        return os.path.join(self.config.trainer.default_local_dir, f"global_step_{step}", self.dynamo.history_file)
+    def _step_folder(self, step: int) -> str:
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{step}")
+        return folder if os.path.isabs(folder) else os.path.join(os.getcwd(), folder)
 
     def _save_checkpoint(self) -> None:
-        path = save_history(self.dynamo_allocator.history, self._history_path(self.global_steps),
-                            global_step=self.global_steps)
-        logger.info("dynamo: saved success history (%d prompts) to %s", len(self.dynamo_allocator.history), path)
+        path = self.dynamo_allocator.save(self._step_folder(self.global_steps))
+        logger.info("dynamo: saved allocator state (%d prompts) to %s", len(self.dynamo_allocator.history), path)
         super()._save_checkpoint()
 
     def _load_checkpoint(self) -> None:
@@ -144,14 +156,10 @@ class DynamoPPOTrainer(PPOTrainerSync):
             folder = str(self.config.trainer.resume_from_path)
             if not os.path.isabs(folder):
                 folder = os.path.join(os.getcwd(), folder)
-            path = os.path.join(folder, self.dynamo.history_file)
         else:
-            path = self._history_path(self.global_steps)
-            if not os.path.isabs(path):
-                path = os.path.join(os.getcwd(), path)
-        if os.path.exists(path):
-            step = load_history(path, self.dynamo_allocator.history)
-            logger.info("dynamo: restored success history (%d prompts, step %d) from %s",
-                        len(self.dynamo_allocator.history), step, path)
+            folder = self._step_folder(self.global_steps)
+        if self.dynamo_allocator.load(folder):
+            logger.info("dynamo: restored allocator state (%d prompts, %d updates) from %s",
+                        len(self.dynamo_allocator.history), self.dynamo_allocator.allocator.num_updates, folder)
         else:
-            logger.warning("dynamo: no success history at %s; allocation restarts from an empty history", path)
+            logger.warning("dynamo: no allocator state in %s; allocation restarts from an empty history", folder)
