@@ -86,7 +86,7 @@ def _default_output(model: str) -> Path:
 
 
 def _load_problems(args: argparse.Namespace, tokenizer: Any) -> dict[str, list[Any]]:
-    from dynamo_rl.data.benchmarks import EVAL_BENCHMARKS, get_benchmark, load_benchmark
+    from dynamo_rl.data.benchmarks import EVAL_BENCHMARKS, load_benchmark
     from dynamo_rl.data.templates import get_template
 
     names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]

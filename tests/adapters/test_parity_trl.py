@@ -20,7 +20,6 @@ pytest.importorskip("trl")
 
 from dynamo_rl.core.advantages import compute_advantages  # noqa: E402
 from dynamo_rl.core.token_stats import token_stats  # noqa: E402
-from dynamo_rl.run.allocator import RolloutAllocator  # noqa: E402
 from dynamo_rl.trainer.batch import pad_tokens  # noqa: E402
 from dynamo_rl.trainer.objective import compute_objective  # noqa: E402
 

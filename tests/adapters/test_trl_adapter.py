@@ -11,11 +11,11 @@ pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
 from dynamo_rl.adapters.trl import DynaMOConfig, DynaMOTrainer  # noqa: E402
-from dynamo_rl.run.allocator import STATE_FILE, RolloutAllocator  # noqa: E402
 from dynamo_rl.adapters.trl.group_advantages import contiguous_group_ids, trl_group_advantages  # noqa: E402
 from dynamo_rl.adapters.trl.sampler import DynamicRepeatSampler  # noqa: E402
 from dynamo_rl.adapters.trl.version import check_trl_version  # noqa: E402
 from dynamo_rl.method_config import AllocationConfig  # noqa: E402
+from dynamo_rl.run.allocator import STATE_FILE, RolloutAllocator  # noqa: E402
 from tests.adapters.trl_helpers import (  # noqa: E402
     CheckingReward,
     base_args,

@@ -9,8 +9,8 @@ import torch
 from dynamo_rl.core.advantages import compute_advantages
 from dynamo_rl.core.token_stats import TokenStats, token_stats
 from dynamo_rl.method_config import MethodConfig
-from dynamo_rl.trainer.objective import compute_objective
 from dynamo_rl.presets import METHODS, PRESETS, build_method_config
+from dynamo_rl.trainer.objective import compute_objective
 
 GROUP_IDS = torch.tensor([4, 4, 4, 9, 9, 9, 9, 9, 1, 1, 7, 7, 7, 7])  # ragged groups of 3, 5, 2, 4
 B, T, V = len(GROUP_IDS), 10, 17
