@@ -94,6 +94,16 @@ class RolloutConfig:
     """Sampling temperature for evaluation (0 = greedy)."""
     vllm_gpu_memory_utilization: float = 0.5
     """vLLM backend only: fraction of GPU memory for the engine (the policy shares the GPU)."""
+    sampler: str = "none"
+    """Built-in engine: ``none`` (one-shot, n_i from the allocator), ``dapo`` (DAPO dynamic sampling: keep only groups
+    with mixed outcomes, refill from the training set) or ``adaptive`` (adaptive early stopping, Reinforce-Ada)."""
+    sampler_max_rounds: int = 10
+    """Multi-round samplers: the most generation rounds per step (DAPO's max_num_gen_batches)."""
+    sampler_round_size: int = 2
+    """``adaptive``: rollouts per prompt per round."""
+    sampler_budget: int | None = None
+    """Multi-round samplers: the most rollouts generated per step, discarded ones included (``None``: DAPO unlimited
+    within its rounds; ``adaptive`` prompts_per_step × allocation.mean_rollouts)."""
 
     def __post_init__(self) -> None:
         require_finite(self, "rollout")
@@ -107,6 +117,12 @@ class RolloutConfig:
         _require(self.eval_temperature >= 0, "rollout.eval_temperature", self.eval_temperature, "must be ≥ 0")
         _require(0 < self.vllm_gpu_memory_utilization < 1, "rollout.vllm_gpu_memory_utilization",
                  self.vllm_gpu_memory_utilization, "must be in (0, 1)")
+        _require(self.sampler in ("none", "dapo", "adaptive"), "rollout.sampler", self.sampler,
+                 "expected none, dapo or adaptive")
+        _require(self.sampler_max_rounds >= 1, "rollout.sampler_max_rounds", self.sampler_max_rounds, "must be ≥ 1")
+        _require(self.sampler_round_size >= 1, "rollout.sampler_round_size", self.sampler_round_size, "must be ≥ 1")
+        _require(self.sampler_budget is None or self.sampler_budget >= 1, "rollout.sampler_budget",
+                 self.sampler_budget, "must be ≥ 1 or None")
 
 
 @dataclass(frozen=True)

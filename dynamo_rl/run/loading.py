@@ -110,7 +110,9 @@ def load_policy(config: TrainConfig) -> tuple[Any, Any]:
     """``(model, tokenizer)`` of ``data.model`` in eval mode (no dropout: the sampling policy and the differentiated
     policy must be the same function)."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress bar shows the run; no per-load bars
     device = resolve_device(config.run.device)
     source = model_source(config.data.model)
     if source == "demo":

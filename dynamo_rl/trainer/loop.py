@@ -19,7 +19,6 @@ import torch
 
 from dynamo_rl.core.advantages import compute_advantages
 from dynamo_rl.data.types import Problem
-from dynamo_rl.rewards.mapping import map_rewards
 from dynamo_rl.rollout.types import SamplingParams
 from dynamo_rl.run import metric_names as K
 from dynamo_rl.run.allocator import RolloutAllocator
@@ -27,6 +26,7 @@ from dynamo_rl.run.atomic import atomic_write_text
 from dynamo_rl.run.checkpoint import latest_checkpoint, load_checkpoint, restore_latest, save_checkpoint
 from dynamo_rl.run.config import TrainConfig, config_to_dict, config_yaml
 from dynamo_rl.run.metrics import MetricsLogger, reward_metrics
+from dynamo_rl.trainer import sampling
 from dynamo_rl.trainer.batch import RolloutBatch, verify_responses
 from dynamo_rl.trainer.update import update_policy
 
@@ -129,22 +129,19 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
             allocation = allocator.allocate(prompt_ids)
             num_rollouts = allocation.num_rollouts
 
-            # ------------------------------------------------ 3. generate n_i responses per prompt
-            params = SamplingParams(temperature=config.rollout.temperature, top_p=config.rollout.top_p,
-                                    top_k=config.rollout.top_k, max_new_tokens=config.rollout.max_new_tokens,
-                                    seed=config.run.seed * 1_000_003 + step)
-            completions = backend.generate([p.prompt or p.problem for p in prompts], num_rollouts.tolist(), params)
-            batch = RolloutBatch.from_completions(prompts, num_rollouts, completions)  # per-prompt fields × n_i
-            t_generate = time.perf_counter()
-
-            # ------------------------------------------------ 4. verify each response against ITS prompt's answer
-            verdicts = verify_responses(verifier, batch.texts, batch.answers)
-            batch = batch.with_verdicts(verdicts, map_rewards(verdicts, "binary"))
-            correct_per_prompt = batch.correct_per_prompt()
+            # ------------------------------------------------ 3. generate n_i responses per prompt, 4. verify each
+            #                                                    against ITS prompt's answer (or a multi-round sampler)
+            if config.rollout.sampler == "none":
+                got = sampling.one_shot(backend, verifier, prompts, num_rollouts, config, step)
+            else:
+                got = sampling.multi_round(backend, verifier, prompts, problems, config, step)
+            batch, verdicts = got.batch, got.batch.verdicts
+            num_rollouts, correct_per_prompt = batch.num_rollouts, batch.correct_per_prompt()
             t_verify = time.perf_counter()
+            t_generate = t_verify - got.verify_s
 
             # ------------------------------------------------ 5. update the success history (c_i += #correct, n_i)
-            allocator.update(prompt_ids, correct_per_prompt, num_rollouts)
+            allocator.update(got.history_ids, got.history_correct, got.history_generated)
 
             # ------------------------------------------------ 6. ragged group advantages (groups of size n_i)
             loss_cfg = config.method.loss
@@ -153,21 +150,25 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
 
             # ------------------------------------------------ 7. policy update: mini-batches × PPO epochs, AdamW
             update_metrics = update_policy(model, optimizer, scheduler, batch, advantages, config, step=step,
-                                           pad_id=pad_id)
+                                           pad_id=pad_id) if batch.size else {}
             if hasattr(backend, "sync_weights"):
                 backend.sync_weights(model)  # vLLM: push the new weights to the engine
             t_update = time.perf_counter()
 
             # ------------------------------------------------ 8. log, evaluate, checkpoint
-            lengths = np.array([len(c.token_ids) for c in batch.completions])
+            lengths = np.array([len(c.token_ids) for c in batch.completions] or [0])
             levels = [p.meta.get("level") for p in prompts]
             row = {
-                **reward_metrics(batch.rewards.numpy(), np.array([v.correct for v in verdicts], dtype=float),
-                                 [v.status for v in verdicts], batch.levels, num_rollouts, correct_per_prompt),
-                **allocator.metrics(allocation, levels),
+                **(reward_metrics(batch.rewards.numpy(), np.array([v.correct for v in verdicts], dtype=float),
+                                  [v.status for v in verdicts], batch.levels, num_rollouts, correct_per_prompt)
+                   if batch.size else {}),
+                **(allocator.metrics(allocation, levels) if config.rollout.sampler == "none" else {
+                    K.HISTORY_PROMPTS: len(allocator.history), K.ALLOC_NUM_ROLLOUTS: [int(n) for n in num_rollouts],
+                    K.ALLOC_BUDGET: int(got.metrics["sampler/generated"])}),
+                **got.metrics,
                 **update_metrics,
                 K.RESPONSE_TOKENS: int(lengths.sum()), K.RESPONSE_LENGTH: float(lengths.mean()),
-                K.TRUNCATED: float(np.mean([c.finish_reason == "length" for c in batch.completions])),
+                K.TRUNCATED: float(np.mean([c.finish_reason == "length" for c in batch.completions] or [0.0])),
                 K.GENERATE_TIME: t_generate - t0, K.VERIFY_TIME: t_verify - t_generate, K.UPDATE_TIME: t_update - t_verify,
             }
             last = step == config.run.steps

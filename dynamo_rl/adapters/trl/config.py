@@ -206,6 +206,11 @@ def _warn_if_dra_cannot_act(self: Any) -> None:
 
 
 def _validate_dynamo(self: Any) -> None:
+    if self._dynamo_method_config.allocation.allocator == "variance_matched":
+        raise ValueError("invalid dynamo_allocator='variance_matched' with TRL: it generates fewer rollouts than the "
+                         "budget, but TRL's generation batch is a fixed generation_batch_size rows (its sampler, "
+                         "buffers and step counting depend on it). Use the built-in engine or verl for the compute-"
+                         "saving mode, or dynamo_allocator='optimal' (same variance-optimal rule, full budget) with TRL")
     if not math.isfinite(self.dynamo_success_threshold):
         raise ValueError(f"invalid dynamo_success_threshold={self.dynamo_success_threshold!r}: must be finite")
     mod = self._dynamo_method_config.modulation

@@ -58,6 +58,9 @@ def _batch_kwargs(config: TrainConfig, world_size: int) -> tuple[dict[str, Any],
 
 def trl_config_from_train_config(config: TrainConfig, *, world_size: int = 1, **extra: Any) -> DynaMOConfig:
     """The :class:`DynaMOConfig` that runs ``config`` with TRL (``extra`` overrides any GRPOConfig field)."""
+    if config.rollout.sampler != "none":
+        raise ValueError(f"invalid rollout.sampler={config.rollout.sampler!r} for --engine trl: multi-round samplers "
+                         "change the number of rows of a generation batch, which TRL fixes; use --engine builtin")
     batch, updates_per_step = _batch_kwargs(config, world_size)
     run, optim, rollout = config.run, config.optim, config.rollout
     report_to = [name for name, on in (("tensorboard", run.tensorboard), ("wandb", run.wandb)) if on] or "none"

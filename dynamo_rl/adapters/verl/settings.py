@@ -317,8 +317,8 @@ def check_loss(method: MethodConfig, config: Any, *, method_name: str = "", pres
     if mismatches:
         label = f"{method_name or 'the method'}" + (f" (preset {preset})" if preset else "")
         raise ValueError(f"verl's loss settings do not match {label}; set:\n  " + "\n  ".join(mismatches)
-                         + f"\n(or state a deliberate change in {SECTION}.loss, e.g. {SECTION}.loss.eps_high=0.3 "
-                           f"with {ACTOR}.clip_ratio_high=0.3)")
+                         + f"\n(or state a deliberate change of the method in {SECTION}.loss, e.g. "
+                           f"+{SECTION}.loss.eps_high=0.3 with {ACTOR}.clip_ratio_high=0.3)")
 
 
 def verl_overrides(method: str = "dynamo", preset: str = "official", loss: Mapping[str, Any] | None = None

@@ -11,7 +11,7 @@ from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_
 from verl.workers.utils.losses import ppo_loss  # noqa: E402
 from verl_helpers import MODULATION, MicroBatch, actor_config  # noqa: E402
 
-from dynamo_rl.adapters.verl.loss import dynamo_ppo_loss, replace_field  # noqa: E402
+from dynamo_rl.adapters.verl.loss import SUM_SQ_PROBS_MEAN, dynamo_ppo_loss, replace_field  # noqa: E402
 from dynamo_rl.core.modulation import modulate_advantages  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def test_unit_weights_reproduce_ppo_loss_exactly(name, modulation):
     for key, value in _values(ref_metrics).items():
         assert ours[key] == value, key
     if modulation == "unit_factors":  # the modulation path really ran (metrics present, factors exactly 1)
-        assert ours["dynamo/mod/factor_mean"] == 1.0
+        assert ours["mod/factor_mean"] == 1.0
 
 
 @pytest.mark.parametrize("nested", [True, False])
@@ -80,8 +80,13 @@ def test_modulation_equals_core_modulation_then_ppo_loss(name, nested):
     assert torch.equal(loss, ref_loss.detach())
     assert torch.equal(grad, batch.log_prob_values.grad)
     values = _values(metrics)
-    assert values["dynamo/mod/compensation_max"] == pytest.approx(float(expected.compensation[mask].max()))
-    assert values["dynamo/mod/stabilization_min"] == pytest.approx(float(expected.stabilization[mask].min()))
+    assert values["mod/compensation_max"] == pytest.approx(float(expected.compensation[mask].max()))
+    assert values["mod/stabilization_min"] == pytest.approx(float(expected.stabilization[mask].min()))
+    # the core's metric names, as they come (verl's trainer adds actor/, DynamoPPOTrainer strips it again)
+    assert {k for k in metrics if "mod/" in k} == set(expected.metrics)
+    assert not any(k.startswith("dynamo/") for k in metrics)
+    assert metrics["mod/nonfinite_tokens"].aggregation.value == "sum"
+    assert metrics["mod/instability_max"].aggregation.value == "max"
 
 
 def test_replace_field_keeps_the_jagged_layout():
@@ -109,7 +114,8 @@ def test_sum_pi_squared_is_reported_when_the_engine_returns_it():
     output["sum_pi_squared"] = torch.nested.nested_tensor_from_jagged(values, batch.offsets)
     _, metrics = dynamo_ppo_loss(actor_config(), output, batch.data, modulation=MODULATION)
     mask = batch.padded("response_mask").bool()
-    assert _values(metrics)["dynamo/sum_pi_squared_mean"] == pytest.approx(
+    assert SUM_SQ_PROBS_MEAN == "mod/sum_sq_probs_mean"  # the TRL adapter's name
+    assert _values(metrics)[SUM_SQ_PROBS_MEAN] == pytest.approx(
         float(batch.padded_response(values)[mask].mean()))
 
 

@@ -7,6 +7,7 @@ the trainer is constructed (``__init__`` only) and its overridden steps are driv
 from __future__ import annotations
 
 import dataclasses
+import json
 import pickle
 from pathlib import Path
 from unittest import mock
@@ -28,8 +29,11 @@ from verl.utils import tensordict_utils as tu  # noqa: E402
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn  # noqa: E402
 
 from dynamo_rl.adapters.verl.prepare_data import verl_rows, write_parquet  # noqa: E402
+from dynamo_rl.adapters.verl.settings import check_loss, resolve_settings, verl_overrides  # noqa: E402
 from dynamo_rl.adapters.verl.trainer import DynamoPPOTrainer  # noqa: E402
+from dynamo_rl.core.history import SuccessHistory  # noqa: E402
 from dynamo_rl.data.types import Problem  # noqa: E402
+from dynamo_rl.run.allocator import STATE_FILE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO / "configs" / "verl"
@@ -75,7 +79,21 @@ def test_paper_configs_compose_and_use_only_keys_verl_knows(name):
     assert cfg.data.max_response_length == 8192 and cfg.actor_rollout_ref.rollout.tensor_model_parallel_size == 2
     assert (cfg.dynamo.allocation.n_min, cfg.dynamo.allocation.n_max) == (8, 24)
     assert cfg.actor_rollout_ref.actor.ppo_max_token_len_per_gpu >= 2048 + 8192
+    settings = resolve_settings(cfg.dynamo, rollout_n=int(cfg.actor_rollout_ref.rollout.n))
+    check_loss(settings.method, cfg)  # the shipped config runs the official method's loss
 
+
+@pytest.mark.parametrize("method", ["grpo", "dr_grpo", "clip_cov", "kl_cov", "entropy_loss"])
+def test_the_printed_overrides_make_verls_loss_the_methods(method):
+    """What `python -m dynamo_rl.adapters.verl.settings METHOD` prints (the launch script passes it) composes with our
+    config and passes the trainer's loss check; without it the check refuses, naming the keys."""
+    name = "dynamo_qwen2.5_math_1.5b"
+    settings = resolve_settings({"method": method}, rollout_n=16)
+    with pytest.raises(ValueError, match="do not match"):
+        check_loss(settings.method, _compose(name, [f"dynamo.method={method}"]))
+    cfg = _compose(name, [f"dynamo.method={method}", *verl_overrides(method)])
+    check_loss(settings.method, cfg)
+    assert resolve_settings(cfg.dynamo, rollout_n=16).method == settings.method
 
 @pytest.fixture(scope="module")
 def dataset_rows(tmp_path_factory):
@@ -105,6 +123,7 @@ def test_init_resets_the_mode_and_requests_entropy(trainer):
     assert trainer.trainer_mode == "sync" and trainer.config.trainer.v1.trainer_mode == "sync"
     assert type(trainer.replay_buffer) is ReplayBuffer
     assert trainer.config.actor_rollout_ref.actor.calculate_entropy is True
+    assert trainer.dynamo.method.allocation.mean_rollouts == 4 and trainer.dynamo_allocator.config.mean_rollouts == 4
     loss_fn = pickle.loads(pickle.dumps(trainer.dynamo_loss_fn()))  # what set_loss_fn ships to the workers
     assert loss_fn.keywords["modulation"]["mu_max"] == 1.2
     assert loss_fn.keywords["config"].clip_ratio_high == 0.28
@@ -129,24 +148,26 @@ def test_next_train_batch_sets_rollout_n_and_scores_update_the_history(trainer):
     metrics = trainer.dynamo_allocator.update_from_trajectories(keys, scores, [{}] * len(keys))
     correct, total = trainer.dynamo_allocator.history.counts([f"toy/{i}" for i in range(6)])
     assert correct.tolist() == [0, 1, 2, 3, 4, 4] and total.tolist() == [4.0] * 6
-    assert metrics["dynamo/history/batch_accuracy"] == pytest.approx(14 / 24)
+    assert metrics["history/batch_accuracy"] == pytest.approx(14 / 24)
     # next fetch: fresh uids, same stable ids; the budget moves to the uncertain prompts (toy/1..3) and sums to 24
     batch = trainer._next_train_batch()
     assert set(tu.get(batch, "uid")).isdisjoint(uids)
     counts = np.array(tu.get(batch, "__rollout_n__"))
     assert counts.sum() == 24 and counts.min() >= 2 and counts.max() <= 8
     assert counts[1:4].min() > max(counts[0], counts[4], counts[5])
+    assert trainer.dynamo_allocator.last_metrics["alloc/variance_reduction_ratio"] < 1  # live Eq 44 ratio
+    assert trainer.dynamo_allocator.last_metrics["alloc/num_rollouts_max"] == counts.max()
 
 
-def test_history_is_saved_with_verl_checkpoints_and_restored(trainer, tmp_path):
-    trainer.dynamo_allocator.history.update(["toy/0", "toy/1"], [1, 2], [4, 4])
+def test_allocator_state_is_saved_with_verl_checkpoints_and_restored(trainer, tmp_path):
+    trainer.dynamo_allocator.allocator.update(["toy/0", "toy/1"], [1, 2], [4, 4])
     trainer.actor_rollout_wg = mock.Mock()
     trainer.train_dataloader = mock.Mock()
     trainer.train_dataloader.state_dict.return_value = {"epoch": 0}
     trainer.global_steps = 7
     trainer._save_checkpoint()  # verl's own save path, with the workers mocked
     folder = tmp_path / "ckpt" / "global_step_7"
-    assert (folder / "dynamo_history.json").is_file()
+    assert (folder / STATE_FILE).is_file()
     assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text() == "7"
 
     fresh = DynamoPPOTrainer(trainer.config)
@@ -154,8 +175,19 @@ def test_history_is_saved_with_verl_checkpoints_and_restored(trainer, tmp_path):
     fresh.train_dataloader = mock.Mock()
     fresh._load_checkpoint()  # verl's resume_mode=auto finds global_step_7
     assert fresh.global_steps == 7
-    assert fresh.dynamo_allocator.history.state_dict() == trainer.dynamo_allocator.history.state_dict()
+    assert fresh.dynamo_allocator.state_dict() == trainer.dynamo_allocator.state_dict()
     fresh.train_dataloader.load_state_dict.assert_called_once_with({"epoch": 0})
+    # a checkpoint written by an earlier release of the plugin: its dynamo_history.json still loads
+    (folder / STATE_FILE).unlink()
+    old = SuccessHistory()
+    old.update(["toy/3"], [2], [4])
+    (folder / "dynamo_history.json").write_text(json.dumps({"version": 1, "global_step": 7,
+                                                            "history": old.state_dict()}))
+    legacy = DynamoPPOTrainer(trainer.config)
+    legacy.actor_rollout_wg = mock.Mock()
+    legacy.train_dataloader = mock.Mock()
+    legacy._load_checkpoint()
+    assert legacy.dynamo_allocator.history.state_dict() == old.state_dict()
     (folder / "dynamo_history.json").unlink()  # a checkpoint without our file: warn, start empty
     empty = DynamoPPOTrainer(trainer.config)
     empty.actor_rollout_wg = mock.Mock()
@@ -185,7 +217,8 @@ def test_compute_advantage_reads_scores_from_transfer_queue_and_skips_padding(tr
     assert get.call_args.kwargs["keys"] == keys and get.call_args.kwargs["select_fields"] == ["rm_scores"]
     correct, total = trainer.dynamo_allocator.history.counts(["toy/0", "toy/1", "toy/2"])
     assert correct.tolist() == [2, 4, 0] and total.tolist() == [4, 4, 0]
-    assert metrics["dynamo/history/batch_rollouts"] == 8 and "dynamo/allocation/n_mean" in metrics
+    assert metrics["history/batch_rollouts"] == 8 and metrics["alloc/num_rollouts_mean"] == 4
+    assert not any(key.startswith("dynamo/") for key in metrics)
 
 
 def test_update_actor_requests_sum_pi_squared_only_when_configured(trainer):
@@ -196,3 +229,26 @@ def test_update_actor_requests_sum_pi_squared_only_when_configured(trainer):
         trainer.dynamo = dataclasses.replace(trainer.dynamo, sum_pi_squared=True)
         trainer._update_actor(meta, {})
         assert meta.extra_info["calculate_sum_pi_squared"] is True
+
+
+def test_update_actor_logs_the_core_mod_keys_without_verls_actor_prefix(trainer):
+    """verl prefixes every actor metric with actor/; the core's mod/* keys are logged as in the other engines."""
+    meta = KVBatchMeta(partition_id="train", keys=["a_0_0"], tags=[{}])
+
+    def parent(batch, metrics):  # what verl's _update_actor does with the loss metrics (rename_dict "actor/")
+        metrics.update({"actor/pg_loss": 0.5, "actor/mod/factor_mean": 1.02, "actor/mod/sum_sq_probs_mean": 0.3})
+        return batch
+
+    metrics = {"timing": 1.0}
+    with mock.patch.object(PPOTrainerSync, "_update_actor", side_effect=parent):
+        assert trainer._update_actor(meta, metrics) is meta
+    assert metrics == {"timing": 1.0, "actor/pg_loss": 0.5, "mod/factor_mean": 1.02, "mod/sum_sq_probs_mean": 0.3}
+
+
+def test_init_refuses_a_loss_config_that_does_not_run_the_method(tmp_path):
+    cfg = _compose("dynamo_qwen2.5_math_1.5b", ["dynamo.method=grpo", f"trainer.default_local_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="(?s)do not match grpo.*clip_ratio_high=0.2"):
+        DynamoPPOTrainer(cfg)
+    cfg = _compose("dynamo_qwen2.5_math_1.5b", ["dynamo.method=fork_tokens"])
+    with pytest.raises(ValueError, match="fork_top_ratio.*Methods verl can run"):
+        DynamoPPOTrainer(cfg)
