@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, KeyError)
 """Exceptions raised for what the user gave us. Our code raises them with messages that name the input."""
+ENVIRONMENT_ERRORS = frozenset({"VerifierStartError"})
+"""Errors of the machine rather than of our code (e.g. verifier worker processes that cannot start): one line too."""
 REPORT = "this is a bug in dynamo-rl; please report it with the command and the traceback above"
 
 
@@ -76,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
-    except Exception:
+    except Exception as err:
+        if type(err).__name__ in ENVIRONMENT_ERRORS:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+            return 2
         import traceback
 
         traceback.print_exc()

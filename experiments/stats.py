@@ -232,3 +232,20 @@ def sample_efficiency(method: dict[int, Curve], reference: dict[int, Curve], fra
             ratios.append(r_m / r_ref)
     low, high = (float(np.quantile(ratios, q, method="inverted_cdf")) for q in (0.025, 0.975))  # inf-safe
     return Efficiency(target, ref_x, x, ratio, low, high, reached / n_boot, len(seeds))
+
+
+def seeds_for_mde(sd: float, target: float, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 1000) -> int | None:
+    """Fewest seeds n ≥ 2 whose paired MDE (t_{1−α/2, n−1} + t_{power, n−1}) · sd / √n is ≤ ``target``, for a
+    paired-difference standard deviation ``sd`` (None if more than ``max_seeds`` would be needed)."""
+    if not (math.isfinite(sd) and sd >= 0 and target > 0):
+        raise ValueError(f"need a finite sd >= 0 and target > 0, got sd={sd!r}, target={target!r}")
+    for n in range(2, max_seeds + 1):
+        if minimum_detectable_effect([sd * v for v in _unit_sd_sample(n)], alpha, power) <= target:
+            return n
+    return None
+
+
+def _unit_sd_sample(n: int) -> list[float]:
+    """n values with sample standard deviation exactly 1 (so the MDE formula sees s_d = 1)."""
+    x = np.linspace(-1.0, 1.0, n)
+    return list(x / x.std(ddof=1))

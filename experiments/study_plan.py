@@ -34,6 +34,7 @@ LABELS = {
     "entropy_loss": "Entropy Loss", "fork_tokens": "Fork Tokens", "entropy_adv": "Entropy Adv.", "clip_cov": "Clip-Cov",
     "kl_cov": "KL-Cov", "w_reinforce": "W-REINFORCE", "alloc_optimal": "DynaMO, optimal allocator",
     "alloc_variance_matched": "DynaMO, variance-matched allocator", "alloc_knapsack": "DynaMO, knapsack allocator",
+    "dapo": "GRPO + DAPO dynamic sampling", "adaptive": "GRPO + adaptive early stopping",
 }
 """Display names (paper Tables 1–2 naming); other rows are shown by name."""
 
@@ -57,6 +58,9 @@ ROWS: dict[str, Row] = {
                                                 "allocation.tie_breaker": 0.0}),
     "alloc_variance_matched": Row("dynamo", "official", {"allocation.allocator": "variance_matched"}),
     "alloc_knapsack": Row("dynamo", "official", {"allocation.allocator": "knapsack"}),
+    # Multi-round samplers on the GRPO backbone (the harness caps their generated rollouts at the same budget).
+    "dapo": Row("grpo", "official", {"rollout.sampler": "dapo"}),
+    "adaptive": Row("grpo", "official", {"rollout.sampler": "adaptive"}),
 }
 """Rows that are not simply a method name under the official preset."""
 

@@ -68,6 +68,10 @@ def train_config_dict(spec: RunSpec, sizes: Sizes, run_dir: Path) -> dict[str, A
         if not dot or section not in raw or not isinstance(raw[section], dict):
             raise ValueError(f"invalid override {key!r} of row {spec.row!r}: expected SECTION.FIELD")
         raw[section][name] = value
+    rollout = raw["rollout"]
+    if rollout.get("sampler", "none") != "none" and rollout.get("sampler_budget") is None:
+        # equal budget in GENERATED rollouts: a multi-round sampler may generate (and discard) at most n̄ × prompts
+        rollout["sampler_budget"] = rollout["prompts_per_step"] * raw["allocation"]["mean_rollouts"]
     return raw
 
 
@@ -179,8 +183,8 @@ def _execute_run(spec_dict: dict[str, Any], sizes_dict: dict[str, Any], output: 
         counts[problem.meta["level"]] = counts.get(problem.meta["level"], 0) + 1
     curve = []
     rollouts = 0
-    for record in trained.records:  # cumulative rollouts spent up to and including each step (step 0: none)
-        rollouts += int(sum(record.get("alloc/num_rollouts") or []))
+    for record in trained.records:  # cumulative rollouts generated up to and including each step (step 0: none)
+        rollouts += generated_rollouts(record)
         curve.append({**_scalars(record), **_split_curves(record, counts), "rollouts": rollouts})
     result = {
         "spec": spec.to_dict(), "run_id": spec.run_id, "sizes": sizes_dict, "model_sha256": weights_sha256,
@@ -209,6 +213,14 @@ def keep_weights(run_dir: Path, target: Path) -> None:
                 shutil.copy2(checkpoint / name, tmp / name)
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)
+
+
+def generated_rollouts(record: dict[str, Any]) -> int:
+    """Rollouts generated in one step: ``alloc/budget`` (every generated rollout, discarded ones of a multi-round
+    sampler included), else the sum of ``alloc/num_rollouts``."""
+    if record.get("alloc/budget") is not None:
+        return int(record["alloc/budget"])
+    return int(sum(record.get("alloc/num_rollouts") or []))
 
 
 def _tag(problems: list[Any], split: str) -> list[Any]:

@@ -139,6 +139,18 @@ def test_rows_by_name_and_dotted_overrides(tmp_path):
     assert budget.budget == Sizes().prompts_per_step * 16 and budget.method.allocation.n_max == 32
 
 
+def test_sampler_rows_get_the_same_generated_budget(tmp_path):
+    from dynamo_rl.run.config import config_from_dict
+    from experiments.study_plan import Sizes, row_spec
+    from experiments.study_runs import generated_rollouts, train_config_dict
+
+    config = config_from_dict(train_config_dict(row_spec("main", "dapo", 0), Sizes(), tmp_path))
+    assert config.rollout.sampler == "dapo" and config.method_name == "grpo"
+    assert config.rollout.sampler_budget == Sizes().budget_per_step
+    assert generated_rollouts({"alloc/budget": 70, "alloc/num_rollouts": [8, 8]}) == 70  # discarded ones count
+    assert generated_rollouts({"alloc/num_rollouts": [8, 4]}) == 12
+
+
 def test_paper_regime_has_several_off_policy_updates():
     from experiments.study_plan import Sizes
 

@@ -35,10 +35,15 @@ def make_tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    backend.decoder = decoders.Fuse()
+    from dynamo_rl.demo.tokenizer import byte_level
+
+    # A byte-level BPE without merges (the space is "Ġ"), as the demo tokenizer: AutoTokenizer rebuilds exactly this
+    # for a saved qwen2 folder, so a saved tiny model loads with the same ids and text.
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    vocab.update({byte_level(ch): len(SPECIAL_TOKENS) + i for i, ch in enumerate(CHARACTERS)})
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token=PAD, eos_token=EOS, unk_token=UNK,
         additional_special_tokens=[IM_START, IM_END],
@@ -73,16 +78,11 @@ def make_tiny_qwen2(vocab_size: int | None = None, hidden: int = 32, layers: int
 
 def save_tiny_model(directory: str | Path, *, hidden: int = 32, layers: int = 2, heads: int = 2,
                     seed: int = 0, initializer_range: float = 0.2) -> Path:
-    """Save a tiny Qwen2 and its tokenizer to ``directory`` (``from_pretrained``-loadable); returns the path.
-
-    The weights are saved as the equivalent Llama (``dynamo_rl.demo.model.as_llama``: same logits), because
-    ``AutoTokenizer`` swaps the tokenizer of a ``qwen2`` folder for the byte-level Qwen2 one."""
-    from dynamo_rl.demo.model import as_llama
-
+    """Save a tiny Qwen2 and its tokenizer to ``directory`` (``from_pretrained``-loadable); returns the path."""
     directory = Path(directory)
     tokenizer = make_tiny_tokenizer()
     model = make_tiny_qwen2(len(tokenizer), hidden=hidden, layers=layers, heads=heads, seed=seed,
                             initializer_range=initializer_range)
-    as_llama(model).save_pretrained(directory)
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

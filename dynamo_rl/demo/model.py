@@ -46,34 +46,6 @@ def build_model(vocab_size: int, *, pad_token_id: int, bos_token_id: int, eos_to
     return model
 
 
-def as_llama(model):
-    """The same function as a ``LlamaForCausalLM`` (q/k/v biases kept, an o_proj bias of zero): what the demo model
-    is saved as, so that ``AutoTokenizer.from_pretrained`` keeps the character tokenizer (transformers replaces the
-    tokenizer of any ``qwen2`` folder with its byte-level Qwen2 tokenizer, which drops spaces). Logits are identical."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    if type(model).__name__ == "LlamaForCausalLM":
-        return model
-    c = model.config
-    config = LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
-        tie_word_embeddings=c.tie_word_embeddings, attention_bias=True, rms_norm_eps=c.rms_norm_eps,
-        rope_parameters=getattr(c, "rope_parameters", None), hidden_act=c.hidden_act,
-        pad_token_id=c.pad_token_id, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id)
-    llama = LlamaForCausalLM(config).to(dtype=next(model.parameters()).dtype)
-    missing, unexpected = llama.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not name.endswith("o_proj.bias") for name in missing):
-        raise RuntimeError(f"cannot convert {type(model).__name__} to Llama: missing {missing}, unexpected {unexpected}")
-    with torch.no_grad():
-        for name, param in llama.named_parameters():
-            if name.endswith("o_proj.bias"):
-                param.zero_()
-    llama.generation_config = model.generation_config
-    return llama.eval() if not model.training else llama
-
-
 def load_model(directory: str | Path, device: str | torch.device = "cpu"):
     """``(model, tokenizer)`` saved by ``dynamo-rl pretrain-demo --output directory``; the model is in eval mode."""
     from transformers import AutoModelForCausalLM

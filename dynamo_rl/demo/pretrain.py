@@ -109,23 +109,13 @@ def _learning_rate(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def _save_atomically(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        import os
-
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from dynamo_rl.demo.model import CARD_NAME, as_llama, build_model, sampled_accuracy
+    from dynamo_rl.demo.model import CARD_NAME, build_model, sampled_accuracy
     from dynamo_rl.demo.task import LEVELS, describe_levels, make_problems
     from dynamo_rl.demo.tokenizer import build_tokenizer
+    from dynamo_rl.run.atomic import atomic_write_text
 
     levels = LEVELS[args.family]
     if len(args.level_weights) != len(levels):
@@ -185,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     greedy = sampled_accuracy(model, tokenizer, test, samples_per_level=min(args.eval_samples, 100), temperature=0.0)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    as_llama(model).save_pretrained(str(output), safe_serialization=True)
+    model.save_pretrained(str(output), safe_serialization=True)
     tokenizer.save_pretrained(str(output))
     card = {
         "family": args.family,
@@ -199,12 +189,12 @@ def run(args: argparse.Namespace) -> int:
                   "seconds": round(train_seconds, 1), "threads": args.threads,
                   "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                   "torch": torch.__version__},
-        "model": {"architecture": "LlamaForCausalLM (trained as Qwen2ForCausalLM, o_proj bias 0)", "hidden_size": args.hidden_size, "layers": args.layers,
+        "model": {"architecture": "Qwen2ForCausalLM", "hidden_size": args.hidden_size, "layers": args.layers,
                   "parameters": sum(p.numel() for p in model.parameters())},
         "history": history,
         "command": f"dynamo-rl pretrain-demo --output {args.output} --steps {args.steps} --seed {args.seed} "
                    f"--family {args.family} --carry-noise {args.carry_noise}",
     }
-    _save_atomically(output / CARD_NAME, json.dumps(card, indent=2) + "\n")
+    atomic_write_text(output / CARD_NAME, json.dumps(card, indent=2) + "\n")
     print(f"wrote {output} in {train_seconds:.0f} s of training; T=1 accuracy per level: {accuracy}")
     return 0

@@ -30,6 +30,7 @@ from dynamo_rl.core.passk import avg_at_n, pass_at_k
 from dynamo_rl.data.types import Problem
 from dynamo_rl.rewards.base import STATUSES, Verdict, Verifier
 from dynamo_rl.rollout.types import GenerationBackend, SamplingParams
+from dynamo_rl.run.atomic import atomic_write_json, atomic_write_text
 
 SAMPLES_FILE = "samples.jsonl"
 CONFIG_FILE = "config.json"
@@ -150,7 +151,7 @@ class SampleLog:
                                  f"output directory or resume=False (--no-resume) to start over")
         if not resume and self.path.exists():
             self.path.unlink()
-        write_json_atomic(config_path, {"fingerprint": fingerprint})
+        atomic_write_json(config_path, {"fingerprint": fingerprint}, indent=2, ensure_ascii=False)
         self.n = n
 
     def load(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -171,7 +172,7 @@ class SampleLog:
         complete = {key: rows for key, rows in groups.items() if len(rows) == self.n}
         if dirty or len(complete) != len(groups):
             lines = [json.dumps(r, ensure_ascii=False) + "\n" for rows in complete.values() for r in rows]
-            write_text_atomic(self.path, "".join(lines))
+            atomic_write_text(self.path, "".join(lines))
         return complete
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
@@ -180,21 +181,6 @@ class SampleLog:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 class _Verification:
@@ -209,9 +195,9 @@ class _Verification:
             self.pool = VerifierPool(verifier, timeout=timeout, num_workers=num_workers)
 
     def __call__(self, completions: list[str], answers: list[str]) -> list[Verdict]:
-        if self.pool is None:
-            return [self.verifier.verify(c, a) for c, a in zip(completions, answers)]
-        return self.pool.verify(completions, answers)
+        from dynamo_rl.rewards.runner import verify_all
+
+        return verify_all(self.pool if self.pool is not None else self.verifier, completions, answers)
 
     def close(self) -> None:
         if self.pool is not None:

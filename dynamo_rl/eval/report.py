@@ -14,7 +14,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from dynamo_rl.eval.evaluate import EvalResults, write_json_atomic, write_text_atomic
+from dynamo_rl.eval.evaluate import EvalResults
+from dynamo_rl.run.atomic import atomic_write_text
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -116,12 +117,12 @@ def write_reports(run: EvalResults, output_dir: str | Path, label: str | None = 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": output_dir / RESULTS_JSON, "csv": output_dir / RESULTS_CSV, "md": output_dir / RESULTS_MD}
-    write_json_atomic(paths["json"], run.to_dict())
-    write_text_atomic(paths["csv"], csv_text(run))
+    atomic_write_text(paths["json"], json.dumps(run.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(paths["csv"], csv_text(run))
     label = label or str(run.config.get("model", output_dir.name))
     markdown = (f"# Evaluation: {label}\n\nP@1 = avg@{run.n}; P@k = unbiased pass@k from n = {run.n} samples per "
                 f"problem (percent).\n\n{markdown_table([run], [label])}\n{details_table(run)}")
-    write_text_atomic(paths["md"], markdown)
+    atomic_write_text(paths["md"], markdown)
     return paths
 
 

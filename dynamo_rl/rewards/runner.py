@@ -443,3 +443,12 @@ def verify_in_process(verifier: Verifier, completions: Sequence[str], answers: S
             value = ERROR_VERDICT
         out.append(check_verdict(value, verifier, index))
     return out
+
+
+def verify_all(verifier: Any, completions: Sequence[str], answers: Sequence[str]) -> list[Verdict]:
+    """The one verification path of every caller (training and evaluation): a started :class:`VerifierPool` (worker
+    processes, per-item time limit) or any verifier in this process (:func:`verify_in_process`), with the same rules
+    for exceptions and wrong return types."""
+    if isinstance(verifier, VerifierPool):
+        return verifier.verify(list(completions), list(answers))
+    return verify_in_process(verifier, completions, answers)

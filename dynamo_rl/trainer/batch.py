@@ -156,15 +156,6 @@ def token_batch(batch: RolloutBatch, rows: Sequence[int] | torch.Tensor, pad_id:
     return pad_tokens(prompts, [batch.completions[r].token_ids for r in rows], pad_id)
 
 
-def verify_responses(verifier: Any, texts: list[str], answers: list[str]) -> list[Any]:
-    """One :class:`~dynamo_rl.rewards.base.Verdict` per response, graded against its own prompt's answer."""
-    from dynamo_rl.rewards.runner import VerifierPool
-
-    if isinstance(verifier, VerifierPool):  # worker processes with a hard per-item timeout
-        return verifier.verify(texts, answers)
-    return [verifier.verify(text, answer) for text, answer in zip(texts, answers)]
-
-
 def mini_batches(num_rollouts: np.ndarray, prompts_per_mini_batch: int | None,
                  generator: np.random.Generator | None = None) -> list[np.ndarray]:
     """Split sequence rows into mini-batches of whole prompt groups (shuffled by prompt when a generator is given).

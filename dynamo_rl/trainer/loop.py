@@ -19,6 +19,7 @@ import torch
 
 from dynamo_rl.core.advantages import compute_advantages
 from dynamo_rl.data.types import Problem
+from dynamo_rl.rewards.runner import verify_all
 from dynamo_rl.rollout.types import SamplingParams
 from dynamo_rl.run import metric_names as K
 from dynamo_rl.run.allocator import RolloutAllocator
@@ -27,7 +28,7 @@ from dynamo_rl.run.checkpoint import latest_checkpoint, load_checkpoint, restore
 from dynamo_rl.run.config import TrainConfig, config_to_dict, config_yaml
 from dynamo_rl.run.metrics import MetricsLogger, reward_metrics
 from dynamo_rl.trainer import sampling
-from dynamo_rl.trainer.batch import RolloutBatch, verify_responses
+from dynamo_rl.trainer.batch import RolloutBatch
 from dynamo_rl.trainer.update import update_policy
 
 
@@ -59,7 +60,7 @@ def evaluate(backend: Any, verifier: Any, problems: list[Problem], config: Train
     counts = [config.rollout.eval_samples] * len(problems)
     completions = backend.generate([p.prompt or p.problem for p in problems], counts, params)
     batch = RolloutBatch.from_completions(problems, counts, completions)
-    correct = np.array([v.correct for v in verify_responses(verifier, batch.texts, batch.answers)], dtype=float)
+    correct = np.array([v.correct for v in verify_all(verifier, batch.texts, batch.answers)], dtype=float)
     out: dict[str, Any] = {K.EVAL_ACCURACY: float(correct.mean())}
     for level in sorted({lv for lv in batch.levels if lv is not None}, key=str):
         out[K.EVAL_LEVEL_ACCURACY.format(level)] = float(correct[[lv == level for lv in batch.levels]].mean())

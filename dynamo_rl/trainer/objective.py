@@ -74,11 +74,13 @@ def compute_objective(method: MethodConfig, *, logprobs: torch.Tensor, old_logpr
     if logprobs.dim() != 2 or mask.shape != logprobs.shape:
         raise ValueError(f"logprobs and mask must both be (B, T); got {tuple(logprobs.shape)}, {tuple(mask.shape)}")
     mask = mask.bool()
+    metrics: dict[str, Any] = dict(stats.metrics(mask))
+    if stats.nonfinite is not None:  # positions whose logits have no finite softmax: counted, then left out
+        mask = mask & ~stats.nonfinite
     entropy = stats.entropy.detach()
     if entropy.shape != mask.shape:
         raise ValueError(f"stats.entropy shape {tuple(entropy.shape)} != mask shape {tuple(mask.shape)}")
     adv = _broadcast_advantages(advantages, mask).to(logprobs.dtype)
-    metrics: dict[str, Any] = {}
 
     if cfg.entropy_adv_alpha is not None:
         adv = entropy_advantages(adv, entropy, alpha=cfg.entropy_adv_alpha, kappa=cfg.entropy_adv_kappa)

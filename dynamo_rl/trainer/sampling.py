@@ -23,9 +23,10 @@ import numpy as np
 
 from dynamo_rl.data.types import Problem
 from dynamo_rl.rewards.mapping import map_rewards
+from dynamo_rl.rewards.runner import verify_all
 from dynamo_rl.rollout.types import SamplingParams
 from dynamo_rl.run.config import TrainConfig
-from dynamo_rl.trainer.batch import RolloutBatch, verify_responses
+from dynamo_rl.trainer.batch import RolloutBatch
 
 SAMPLERS = ("none", "dapo", "adaptive")
 
@@ -67,7 +68,7 @@ def one_shot(backend: Any, verifier: Any, prompts: list[Problem], num_rollouts: 
                                    sampling_params(config, step))
     batch = RolloutBatch.from_completions(prompts, num_rollouts, completions)  # per-prompt fields × n_i
     t1 = time.perf_counter()
-    verdicts = verify_responses(verifier, batch.texts, batch.answers)
+    verdicts = verify_all(verifier, batch.texts, batch.answers)
     batch = batch.with_verdicts(verdicts, map_rewards(verdicts, "binary"))
     return StepRollouts(batch, [p.prompt_id for p in prompts], batch.correct_per_prompt(),
                         np.asarray(num_rollouts), {}, generate_s=t1 - t0, verify_s=time.perf_counter() - t1)
@@ -95,7 +96,7 @@ def multi_round(backend: Any, verifier: Any, prompts: list[Problem], pool: list[
         t1 = time.perf_counter()
         rounds[0] += 1
         answers = [candidates[i].answer for (i, n) in requests for _ in range(n)]
-        verdicts = verify_responses(verifier, [c.text for c in completions], answers)
+        verdicts = verify_all(verifier, [c.text for c in completions], answers)
         seconds[0] += t1 - t0
         seconds[1] += time.perf_counter() - t1
         out: list[list[_Rollout]] = [[] for _ in requests]

@@ -45,4 +45,4 @@ def make_verifier(config: TrainConfig) -> Any:
         return MathVerifier()
     from dynamo_rl.rewards.runner import VerifierPool
 
-    return VerifierPool(MathVerifier(), num_workers=config.run.num_verifier_workers).start()
+    return VerifierPool(MathVerifier(), num_workers=config.run.num_verifier_workers).start(wait_ready=True)

@@ -26,9 +26,10 @@ the scenario checks the ``micro`` semantics, the only scope verl runs.
 (ratio 1). Exactly one token then has Ξ > 0: under ``official`` (``ums_min_tokens`` 0) it is damped to
 g ≈ λ_min + (1 − λ_min)·σ(−k(1 − τ)); under ``paper``/``theory`` (``ums_min_tokens`` 2) UMS is skipped (g ≡ 1).
 
-:func:`builtin_loss` is the built-in trainer's loss on the scenario (:func:`dynamo_rl.trainer.objective.compute_objective`,
-``normalizer=None``), the reference the other engines' parity tests compare with. Pure torch + dynamo_rl: importable
-in every test environment.
+:func:`builtin_loss` is the built-in trainer's loss on the scenario
+(:func:`dynamo_rl.trainer.objective.compute_objective`, ``normalizer=None``), the reference the other engines' parity
+tests compare with. Pure torch + dynamo_rl: importable in every test environment (in verl's environment, whose wheel
+ships a top-level ``tests`` package, import it as ``parity.scenario`` with ``tests/`` on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from dynamo_rl.trainer.objective import compute_objective
 
 PROMPT_IDS = ("p0", "p1", "p2", "p3", "p4")
 HISTORY = {"p0": (1, 8), "p1": (4, 8), "p2": (8, 8), "p3": (2, 8), "p4": (6, 8)}
-"""(#correct, #rollouts) of each prompt before the step: one mastered (p2), the others uncertain to different degrees."""
+"""(#correct, #rollouts) of each prompt before the step: one mastered (p2), the others uncertain to various degrees."""
 ALLOCATION = {"mean_rollouts": 4, "n_min": 2, "n_max": 6}
 """Allocation overrides of every case (the budget is 5 × 4 = 20 rollouts)."""
 REWARD_PATTERNS = {"p0": (1, 0, 0), "p1": (0, 1), "p2": (1,), "p3": (0, 1, 0), "p4": (1, 0, 1)}

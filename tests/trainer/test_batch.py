@@ -10,13 +10,13 @@ from dynamo_rl.core.advantages import compute_advantages
 from dynamo_rl.core.groups import repeat_per_prompt
 from dynamo_rl.data.types import Problem
 from dynamo_rl.rewards.base import Verdict
+from dynamo_rl.rewards.runner import verify_all
 from dynamo_rl.rollout.types import Completion
 from dynamo_rl.trainer.batch import (
     RolloutBatch,
     mini_batches,
     pad_tokens,
     token_batch,
-    verify_responses,
 )
 
 
@@ -63,7 +63,7 @@ def test_non_uniform_allocation_grades_each_response_against_its_own_answer():
     assert batch.levels == [1] * 2 + [2] * 5 + [3] * 3
     assert batch.group_ids.tolist() == [0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
 
-    verdicts = verify_responses(ExactVerifier(), batch.texts, batch.answers)
+    verdicts = verify_all(ExactVerifier(), batch.texts, batch.answers)
     batch = batch.with_verdicts(verdicts, [v.score for v in verdicts])
     expected = [float(x) for row in pattern for x in row]
     assert batch.rewards.tolist() == expected
@@ -77,8 +77,9 @@ def test_non_uniform_allocation_grades_each_response_against_its_own_answer():
 
     # The official trainer's metadata expansion (uniform repeat by the mean n) would mis-grade these responses.
     uniform_answers = [p.answer for p in problems for _ in range(round(np.mean(num_rollouts)))][:batch.size]
-    wrong = [v.score for v in verify_responses(ExactVerifier(), batch.texts, uniform_answers)]
-    assert wrong != expected
+    paired = len(uniform_answers)  # 3 × 3 = 9 answers for 10 responses
+    wrong = [v.score for v in verify_all(ExactVerifier(), batch.texts[:paired], uniform_answers)]
+    assert wrong != expected[:paired]
 
 
 def test_completions_out_of_order_are_rejected():

@@ -6,8 +6,10 @@ Installed with ``pip install "dynamo-rl[verl]"``; verl loads :mod:`dynamo_rl.ada
 - :mod:`~dynamo_rl.adapters.verl.plugin` — the entry point: registers ``dynamo_grpo`` and ``dynamo_sync``.
 - :mod:`~dynamo_rl.adapters.verl.trainer` — ``DynamoPPOTrainer`` (``trainer.v1.trainer_mode=dynamo_sync``).
 - :mod:`~dynamo_rl.adapters.verl.loss` — ``dynamo_ppo_loss`` (modulated advantages, then verl's ``ppo_loss``).
-- :mod:`~dynamo_rl.adapters.verl.allocation` — prompt ids, ``__rollout_n__``, success history (no verl import).
-- :mod:`~dynamo_rl.adapters.verl.settings` — the ``dynamo:`` config section (no verl import).
+- :mod:`~dynamo_rl.adapters.verl.allocation` — prompt ids and uid bookkeeping around the shared
+  :class:`~dynamo_rl.run.allocator.RolloutAllocator` (no verl import).
+- :mod:`~dynamo_rl.adapters.verl.settings` — the ``dynamo:`` config section and the verl keys a method's loss needs
+  (no verl import).
 - :mod:`~dynamo_rl.adapters.verl.rewards` — ``compute_score`` for ``reward.custom_reward_function``.
 - :mod:`~dynamo_rl.adapters.verl.prepare_data` — ``dynamo-rl prepare-verl`` (parquet files for verl).
 

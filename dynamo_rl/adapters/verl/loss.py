@@ -4,9 +4,9 @@
 dp_group) -> (loss, metrics)``, called by verl's engines once per micro-batch). It
 
 1. reads the current policy's ``log_probs`` and ``entropy`` from ``model_output`` (engine flag ``calculate_entropy``;
-   ``sum_pi_squared`` too when present, logged as ``mod/sum_sq_probs_mean``), converts them to padded ``(B, T)`` response tensors exactly as
-   ``ppo_loss`` does (``no_padding_2_padding``), and the micro-batch's ``old_log_probs``, ``advantages`` and
-   ``response_mask`` the same way (``to_padded_tensor``);
+   ``sum_pi_squared`` too when present, logged as ``mod/sum_sq_probs_mean``), converts them to padded ``(B, T)``
+   response tensors exactly as ``ppo_loss`` does (``no_padding_2_padding``), and the micro-batch's
+   ``old_log_probs``, ``advantages`` and ``response_mask`` the same way (``to_padded_tensor``);
 2. applies :func:`dynamo_rl.core.modulation.modulate_advantages` (GC Eq 8-9, UMS Eq 10-13, Ã = A·f·g Eq 14 of DynaMO,
    arXiv 2602.19208) with the clip ranges of verl's actor config (``clip_ratio_low/high``);
 3. writes Ã back into a shallow copy of the micro-batch, in the layout the field had (jagged nested tensor or padded),
@@ -41,8 +41,8 @@ ADV_ESTIMATOR_NAME = "dynamo_grpo"
 SUM_SQ_PROBS_MEAN = "mod/sum_sq_probs_mean"
 """Mean Σ_a π(a)² of the current policy over the micro-batch's valid response tokens (the TRL adapter's name)."""
 
-__all__ = ["ADV_ESTIMATOR_NAME", "SUM_SQ_PROBS_MEAN", "dynamo_grpo_advantage", "dynamo_ppo_loss", "modulated_advantages",
-           "replace_field"]
+__all__ = ["ADV_ESTIMATOR_NAME", "SUM_SQ_PROBS_MEAN", "dynamo_grpo_advantage", "dynamo_ppo_loss",
+           "modulated_advantages", "replace_field"]
 
 
 def _clip_ranges(config: Any) -> tuple[float, float]:

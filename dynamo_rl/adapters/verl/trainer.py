@@ -58,7 +58,7 @@ def batch_prompt_ids(batch: Any) -> list[str]:
 
 
 def unprefixed_mod_metrics(metrics: dict) -> dict:
-    """``metrics`` with verl's ``actor/`` prefix removed from the core's ``mod/*`` keys (``actor/mod/x`` → ``mod/x``)."""
+    """``metrics`` without verl's ``actor/`` prefix on the core's ``mod/*`` keys (``actor/mod/x`` → ``mod/x``)."""
     prefix = "actor/mod/"
     return {(key[len("actor/"):] if key.startswith(prefix) else key): value for key, value in metrics.items()}
 

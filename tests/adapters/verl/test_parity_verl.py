@@ -30,7 +30,13 @@ from dynamo_rl.adapters.verl.loss import (  # noqa: E402
     dynamo_ppo_loss,
     modulated_advantages,
 )
-from dynamo_rl.adapters.verl.settings import ACTOR, VerlDynamoSettings, resolve_settings, verl_loss_settings  # noqa: E402
+from dynamo_rl.adapters.verl.settings import (  # noqa: E402
+    ACTOR,
+    VerlDynamoSettings,
+    resolve_settings,
+    verl_loss_settings,
+)
+
 # verl's wheel ships a top-level ``tests`` package that shadows ours, so the scenario is imported as ``parity``
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from parity.scenario import (  # noqa: E402
