@@ -167,12 +167,17 @@ def rewrite(snippet: Snippet) -> str:
     """The text the test runs: the rewrite table applied to ``snippet`` (bash and python blocks)."""
     text = snippet.text
     if snippet.kind == "bash":
-        text = re.sub(r"\\\n\s*", " ", text)  # one command per line
+        text = join_continuations(text)
         text = "\n".join(_quick_train(line) for line in text.split("\n"))
     text = HUB_MODEL.sub(lambda _: demo_model(), text)
     for pattern, cap in CAPS:
         text = pattern.sub(lambda m, cap=cap: m.group(1) + str(min(int(m.group(2)), cap)), text)
     return text
+
+
+def join_continuations(text: str) -> str:
+    """Shell text with one command per line (``\\``-newline continuations joined with one space)."""
+    return re.sub(r"[ \t]*\\\n\s*", " ", text)
 
 
 def _quick_train(line: str) -> str:
