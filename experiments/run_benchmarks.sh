@@ -56,6 +56,9 @@ run "DynaMO / GRPO step time, demo-model scale (hidden 128, 3 layers, vocab 64, 
 run "DynaMO / GRPO step time, default scale (hidden 256, 4 layers, vocab 4096, 128 sequences of 128 tokens)" \
     "$PY" benchmarks/bench_step_time.py --repeats "${STEP_TIME_REPEATS:-5}"
 
+run "Answer verification: plain-integer fast path vs math-verify (demo completions, demo trainer, one study run)" \
+    "$PY" benchmarks/bench_verify.py --completions 2048 --train-steps 20 --study-run --steps 8
+
 mv "$TMP" "$OUT"
 trap - EXIT
 echo "wrote $OUT"
