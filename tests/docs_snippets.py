@@ -43,10 +43,11 @@ HUB_MODEL = re.compile(r"(?<![\w/.-])Qwen/[\w.-]+")
 
 CAPS = (
     (re.compile(r"((?:--)?(?:\w+\.)?max[-_](?:new[-_]tokens|completion[-_]length)(?:[ =]|\s*=\s*))(\d+)"), 16),
-    (re.compile(r"((?:--)?max[-_]steps(?:[ =]|\s*=\s*))(\d+)"), 2),
+    (re.compile(r"((?:--)?max[-_]steps(?:[ =]|\s*=\s*))(\d+)"), 1),
+    (re.compile(r"((?<![\w.-])(?:--)?limit(?:[ =]|\s*=\s*))(\d+)"), 4),
 )
-"""``(option, cap)``: a value above the cap is lowered to it (``--max-new-tokens 2048`` → 16, ``max_steps=500`` → 2;
-the flag, ``--flag=`` and ``name=`` forms, ``--rollout.max_new_tokens`` included)."""
+"""``(option, cap)``: a value above the cap is lowered to it (``--max-new-tokens 2048`` → 16, ``max_steps=500`` → 1,
+``--limit 20`` → 4; the flag, ``--flag=`` and ``name=`` forms, ``--rollout.max_new_tokens`` included)."""
 
 QUICK_MAX_STEPS = 6
 """A ``dynamo-rl train`` command that sets ``--run.steps`` to at most this runs as written."""
@@ -123,7 +124,7 @@ def parse(path: Path) -> tuple[list[Snippet], list[str]]:
                               pending[1] if pending else None)
             snippets.append(snippet)
             pending = None
-            if snippet.kind == "text" and _first_command(snippet.text):
+            if not lang and _first_command(snippet.text):
                 problems.append(f"{snippet.name}: an untagged block that runs {_first_command(snippet.text)!r}; tag "
                                 "it ```bash (it is then run, or marked '<!-- snippet: skip (why) -->')")
             index = end
