@@ -1,21 +1,5 @@
-"""The small built-in trainer: plumbing around :mod:`dynamo_rl.core` (see ``docs/training.md``).
+"""The built-in single-machine engine: plumbing around :mod:`dynamo_rl.core` (see ``docs/training.md``).
 
-``train(config)`` (:mod:`dynamo_rl.trainer.loop`) runs a :class:`TrainConfig` (:mod:`dynamo_rl.run.config`).
-Heavy modules (transformers, the loop) are imported only when used.
+``dynamo_rl.trainer.loop.train(config)`` runs a :class:`~dynamo_rl.run.config.TrainConfig`; the config, loading,
+allocator, metrics and checkpoints it uses live in :mod:`dynamo_rl.run`, shared with the other engines.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from dynamo_rl.run.config import TrainConfig, load_config
-
-__all__ = ["TrainConfig", "load_config", "train"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "train":
-        from dynamo_rl.trainer.loop import train
-
-        return train
-    raise AttributeError(f"module 'dynamo_rl.trainer' has no attribute {name!r}")
