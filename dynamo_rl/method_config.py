@@ -9,7 +9,11 @@ Config objects stop at the engine boundary: engines unpack them into keyword arg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,58 @@ def require_finite(config: Any, section: str) -> None:
         for v in values:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"invalid {section}.{f.name}={value!r}: must be a finite number")
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the type a field annotation asks for (ints count as floats, bools as neither)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return all(_matches(v, a) for v, a in zip(value, args))  # the length is each field's own rule
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is tuple:
+        return "a list of numbers" if float in typing.get_args(hint) else "a list"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def require_types(config: Any, section: str) -> None:
+    """Every field of a config dataclass has its annotated type (``True`` is no number, ``2.5`` no count, ``"no"``
+    no bool); the error names ``section.field``, the value and the expected type."""
+    hints = _field_types(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _matches(value, hints[f.name]):
+            got = "" if isinstance(value, (tuple, list)) else f", got {type(value).__name__}"
+            raise ValueError(f"invalid {section}.{f.name}={value!r}: expected {_type_name(hints[f.name])}{got}")
 
 
 def allocator_names() -> list[str]:
@@ -83,6 +139,7 @@ class AllocationConfig:
     full budget may not suffice; the allocation says so). Must be finite and in (0, 100]."""
 
     def __post_init__(self) -> None:
+        require_types(self, "allocation")
         require_finite(self, "allocation")
         _one_of("allocation.allocator", self.allocator, allocator_names())
         _require(self.n_min >= 2, "allocation.n_min", self.n_min, "must be ≥ 2 (a group of one has no baseline)")
@@ -155,6 +212,7 @@ class ModulationConfig:
     def __post_init__(self) -> None:
         from dynamo_rl.core.modulation import ENTROPY_CHANGE_MODES
 
+        require_types(self, "modulation")
         require_finite(self, "modulation")
         _require(self.alpha is None or 0 <= self.alpha < 1, "modulation.alpha", self.alpha, "must be in [0, 1)")
         _require(self.mu_max >= 1, "modulation.mu_max", self.mu_max, "must be ≥ 1")
@@ -224,6 +282,7 @@ class LossConfig:
         from dynamo_rl.core.aggregation import AGGREGATIONS
         from dynamo_rl.core.losses import POLICY_LOSSES
 
+        require_types(self, "loss")
         require_finite(self, "loss")
         _one_of("loss.advantage_estimator", self.advantage_estimator, ADVANTAGES.names())
         _one_of("loss.policy_loss", self.policy_loss, POLICY_LOSSES.names())
@@ -286,11 +345,22 @@ class MethodConfig:
     modulation: ModulationConfig = field(default_factory=ModulationConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
+    def __post_init__(self) -> None:
+        for name, cls in (("allocation", AllocationConfig), ("modulation", ModulationConfig), ("loss", LossConfig)):
+            value = getattr(self, name)
+            _require(isinstance(value, cls), name, value, f"expected a {cls.__name__}")
+
     def replace(self, **sections: dict[str, Any]) -> MethodConfig:
         """Return a copy with per-section overrides, e.g. ``replace(loss={"eps_high": 0.2})``."""
         kwargs = {}
         for name, overrides in sections.items():
             if name not in ("allocation", "modulation", "loss"):
                 raise KeyError(f"unknown method config section {name!r}; valid: allocation, modulation, loss")
+            if not isinstance(overrides, dict):
+                raise ValueError(f"invalid {name}={overrides!r}: expected a mapping of fields")
+            valid = [f.name for f in dataclasses.fields(getattr(self, name))]
+            unknown = sorted(str(key) for key in set(overrides) - set(valid))
+            if unknown:
+                raise ValueError(f"unknown field {name}.{unknown[0]}; valid fields of {name}: {', '.join(valid)}")
             kwargs[name] = dataclasses.replace(getattr(self, name), **overrides)
         return dataclasses.replace(self, **kwargs)

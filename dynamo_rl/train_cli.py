@@ -19,7 +19,9 @@ from dynamo_rl.run.config import (
     ENGINES,
     SECTIONS,
     ConfigError,
+    TOP_LEVEL,
     TrainConfig,
+    check_key,
     config_from_dict,
     load_config,
     parse_override,
@@ -129,6 +131,9 @@ def resume_config(run_dir: str, overrides: list[tuple[str, Any]], args: argparse
     """The saved config of ``run_dir`` with only the changes that keep the run the same run (more steps, logging);
     anything else is refused, naming the flag, its saved value and what to do instead."""
     path = Path(run_dir)
+    if path.is_file():
+        raise ConfigError(f"--resume {run_dir}: a file, expected a run directory (the folder that holds config.yaml "
+                          f"and checkpoints/, e.g. --resume {path.parent})")
     if not path.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run directory")
     if args.config:
@@ -137,8 +142,16 @@ def resume_config(run_dir: str, overrides: list[tuple[str, Any]], args: argparse
     if not (path / "config.yaml").exists():
         raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a dynamo-rl run directory)")
     raw = read_config_file(path / "config.yaml")
+    missing = [key for key in (*TOP_LEVEL, *SECTIONS, "explicit") if key not in raw]
+    if missing:  # dynamo-rl writes every key; a file without some is truncated (or not ours): never fill in defaults
+        copies = sorted((path / "checkpoints").glob("*/config.yaml"))
+        hint = f"; the newest checkpoint keeps a copy: {copies[-1]}" if copies else ""
+        raise ConfigError(f"--resume {run_dir}: {path / 'config.yaml'} is incomplete (no {', '.join(missing)}; it may "
+                          f"be truncated), so the run it describes is unknown{hint}")
     saved = load_config(path / "config.yaml")
     saved_values = _dotted(saved)
+    for key, _ in overrides:
+        check_key(key)
     for key, value in overrides:
         if key == "run.output_dir":
             if Path(str(value)).resolve() != path.resolve():
@@ -213,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             records = train(config, resume=bool(args.resume)).records
+            trained = [r["step"] for r in records if isinstance(r.get("step"), int) and r["step"] > 0]
+            if trained:  # a resume that fell back to an older checkpoint starts earlier than preflight saw
+                start_step = min(trained) - 1
         except NonFiniteError as err:
             print(f"error: {err}; stopped, the last good checkpoint is kept in {config.run.output_dir}/checkpoints",
                   file=sys.stderr)

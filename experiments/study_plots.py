@@ -168,35 +168,41 @@ def budget_sweep(summary: dict[str, Any], out: Path) -> Path:
 
 
 def variance(summary: dict[str, Any], out: Path) -> Path:
-    """Measured variance ratio to uniform (bars, 95 % bootstrap CI) vs the analytic Eq 44 ratio (markers), and the
-    share of rollouts in zero-variance groups, per checkpoint."""
+    """Per checkpoint: the measured variance ratio to uniform of the per-prompt-mean gradient (bars, 95 % bootstrap
+    CI) against the analytic Eq 44 ratio (black marks); the noise-to-signal ratio of the token-mean GRPO gradient;
+    the share of rollouts in zero-variance groups."""
     plt = _plt()
     results = summary.get("variance") or []
-    fig, axes = plt.subplots(1, 2, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5))
     if results:
-        result = results[0]
-        entries = result["checkpoints"]
+        entries = results[0]["checkpoints"]
         names = list(entries[0]["allocations"])
         width = 0.8 / len(names)
         for j, name in enumerate(names):
             xs = np.arange(len(entries)) + j * width
-            measured = [e["allocations"][name].get("measured_ratio_token") or np.nan for e in entries]
-            cis = [e["allocations"][name].get("measured_ratio_token_ci") for e in entries]
-            low = [m - ci[0] if ci else 0 for m, ci in zip(measured, cis)]
-            high = [ci[1] - m if ci else 0 for m, ci in zip(measured, cis)]
-            axes[0].bar(xs, measured, width, yerr=[low, high], capsize=3, alpha=0.7,
-                        label=f"{label(name) if name != 'grpo' else 'uniform (GRPO)'}: measured")
-            axes[0].scatter(xs, [e["allocations"][name]["analytic_ratio"] for e in entries], marker="_", s=400,
+            text = label(name) if name != "grpo" else "uniform (GRPO)"
+            for ax, key in ((axes[0], "measured_ratio_prompt"), (axes[1], "relative_ratio_token")):
+                values = [e["allocations"][name].get(key) or np.nan for e in entries]
+                cis = [e["allocations"][name].get(f"{key}_ci") for e in entries]
+                low = [v - ci[0] if ci else 0 for v, ci in zip(values, cis)]
+                high = [ci[1] - v if ci else 0 for v, ci in zip(values, cis)]
+                ax.bar(xs, values, width, yerr=[low, high], capsize=3, alpha=0.75, color=f"C{j}", label=text)
+            axes[0].scatter(xs, [e["allocations"][name]["analytic_ratio"] for e in entries], marker="_", s=300,
                             color="black", zorder=3, label="analytic Eq 44 ratio" if j == 0 else None)
-            axes[1].bar(xs, [e["allocations"][name]["zero_variance_share"] * 100 for e in entries], width,
-                        label=label(name) if name != "grpo" else "uniform (GRPO)")
+            axes[2].bar(xs, [e["allocations"][name]["zero_variance_share"] * 100 for e in entries], width,
+                        color=f"C{j}", label=text)
         for ax in axes:
             ax.set_xticks(np.arange(len(entries)) + 0.4 - width / 2, [f"step {e['step']}" for e in entries])
             ax.grid(alpha=0.3, axis="y")
-            _legend(ax, 7)
-        axes[0].axhline(1.0, color="grey", lw=0.8)
-    axes[0].set(title="Gradient variance ÷ uniform's (token-mean GRPO gradient)", ylabel="variance ratio")
-    axes[1].set(title="Rollouts in zero-variance groups (no gradient)", ylabel="% of rollouts")
+        for ax in axes[:2]:
+            ax.axhline(1.0, color="grey", lw=0.8)
+            ax.set_ylim(0, 2.0)
+            ax.legend(fontsize=6, ncol=3, loc="upper center")
+        axes[2].legend(fontsize=6, ncol=2, loc="upper center")
+        axes[2].set_ylim(0, 45)
+    axes[0].set(title="Variance ÷ uniform's: per-prompt-mean gradient (Eq 44's estimator)", ylabel="ratio")
+    axes[1].set(title="Noise-to-signal tr Cov/‖E g‖² ÷ uniform's: token-mean GRPO gradient", ylabel="ratio")
+    axes[2].set(title="Rollouts in zero-variance groups (no gradient)", ylabel="% of rollouts")
     return _save(fig, out / "gradient_variance.png")
 
 

@@ -322,28 +322,49 @@ def mechanism_table(group: dict[str, Any], rows: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _relative(stats: dict[str, Any], reference: dict[str, Any], k: str, draws: int) -> float | None:
+    """Noise-to-signal ratio to uniform's from the stored variance and mean norm (older results without it)."""
+    def nsr(a: dict[str, Any]) -> float:
+        return a[f"variance_{k}"] / max(a[f"mean_norm_{k}"] ** 2 - a[f"variance_{k}"] / draws, 1e-300)
+
+    try:
+        return nsr(stats) / nsr(reference)
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def _ratio_cell(stats: dict[str, Any], key: str, value: float | None = None) -> str:
+    ci = stats.get(f"{key}_ci")
+    value = stats.get(key) if value is None else value
+    return _num(value) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
 def variance_table(results: list[dict[str, Any]]) -> str:
-    """Measured gradient-variance ratio to uniform (95 % bootstrap CI) next to the analytic Eq 44 ratio."""
+    """Measured gradient-variance ratios to uniform (95 % bootstrap CI over draws) next to the analytic Eq 44 ratio."""
     if not results:
         return ""
     lines = []
     for result in results:
         lines.append(f"Checkpoints of `{result['source_run']}`; {len(result['prompts'])} training prompts, budget "
-                     f"{result['budget']} rollouts, {result['draws']} independent draws per allocation.\n")
-        head = ["step", "allocation", "rollouts", "n_i range", "analytic Eq 44 ratio",
-                "measured ratio, token-mean GRPO gradient [95 % CI]", "measured ratio, per-prompt mean [95 % CI]",
-                "rollouts in zero-variance groups"]
+                     f"{result['budget']} rollouts, {result['draws']} independent draws per allocation. Ratios are "
+                     "to uniform allocation (GRPO) at the same weights; noise-to-signal = tr Cov(g) / ‖E g‖².\n")
+        head = ["step", "allocation", "rollouts", "n_i range", "rollouts in zero-variance groups",
+                "analytic Eq 44 ratio", "per-prompt-mean gradient: variance ratio",
+                "token-mean GRPO gradient: variance ratio", "token-mean: noise-to-signal ratio",
+                "per-prompt-mean: noise-to-signal ratio"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for entry in result["checkpoints"]:
+            reference = entry["allocations"].get("grpo", {})
             for name, stats in entry["allocations"].items():
                 cells = [str(entry["step"]), label(name) if name != "grpo" else "uniform (GRPO)",
                          str(stats["rollouts"]), f"[{min(stats['num_rollouts'])}, {max(stats['num_rollouts'])}]",
-                         _num(stats.get("analytic_ratio"))]
+                         _num(stats.get("zero_variance_share"), ".1%"), _num(stats.get("analytic_ratio")),
+                         _ratio_cell(stats, "measured_ratio_prompt"), _ratio_cell(stats, "measured_ratio_token")]
                 for k in ("token", "prompt"):
-                    ci = stats.get(f"measured_ratio_{k}_ci")
-                    cells.append(_num(stats.get(f"measured_ratio_{k}")) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci
-                                                                           else ""))
-                cells.append(_num(stats.get("zero_variance_share"), ".1%"))
+                    value = stats.get(f"relative_ratio_{k}")
+                    if value is None:
+                        value = _relative(stats, reference, k, result["draws"])
+                    cells.append(_ratio_cell(stats, f"relative_ratio_{k}", value))
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"

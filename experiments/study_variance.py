@@ -11,8 +11,9 @@ prompts and the same weights:
    of the GRPO surrogate at ratio 1 (group-normalised advantages, clipping inactive), over **all** 113 k parameters:
    ``token``: −Σ_{i,j,t} A_ij ∇log π(y_ijt) / Σ tokens (the trainer's token-mean loss) and ``prompt``: the mean over
    prompts of each group's token-mean gradient (the per-prompt average that Eq 44 is about);
-4. the estimator variance tr Cov(g) over the draws, its ratio to uniform's (95 % bootstrap interval over draws), next
-   to the analytic Eq 44 ratio Σσ_i²/n_i ÷ Σσ_i²/n̄ (``dynamo_rl.core.allocation.variance_reduction_ratio``,
+4. the estimator variance tr Cov(g) over the draws and its ratio to uniform's, plus the scale-free noise-to-signal
+   ratio tr Cov(g) / ‖E g‖² relative to uniform's (95 % bootstrap intervals over draws; the Gram matrices of the
+   draws are stored, so any other statistic can be recomputed), next to the analytic Eq 44 ratio Σσ_i²/n_i ÷ Σσ_i²/n̄ (``dynamo_rl.core.allocation.variance_reduction_ratio``,
    rescaled to uniform at the full budget when an allocator spends less), and the share of rollouts that fall in
    zero-variance groups (all correct or all wrong: zero advantage, no gradient).
 """
@@ -104,6 +105,19 @@ def trace_variance(gram: np.ndarray, weights: np.ndarray | None = None) -> float
     r = gram.shape[0]
     w = np.ones(r) if weights is None else weights
     return float((w @ np.diag(gram) - w @ gram @ w / r) / (r - 1))
+
+
+def signal(gram: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Unbiased ‖E g‖² from the Gram matrix: ‖ḡ‖² − tr Cov / R (``weights``: bootstrap multiplicities)."""
+    r = gram.shape[0]
+    w = np.ones(r) if weights is None else weights
+    return float(w @ gram @ w / (r * r)) - trace_variance(gram, weights) / r
+
+
+def noise_to_signal(gram: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """tr Cov(g) / ‖E g‖²: the estimator's variance relative to its squared mean (scale-free, so allocations whose
+    token-mean gradients have different sizes compare fairly)."""
+    return trace_variance(gram, weights) / max(signal(gram, weights), 1e-300)
 
 
 def _success_counts(backend: Any, verifier: Any, problems: list[Any], samples: int, params: Any) -> np.ndarray:
@@ -203,6 +217,8 @@ def measure_variance(spec_dict: dict[str, Any], sizes_dict: dict[str, Any], outp
                 "zero_variance_share": float(np.mean(shares)), "reward_mean": float(np.mean(rewards)),
                 **{f"variance_{k}": trace_variance(grams[name][k]) for k in vectors},
                 **{f"mean_norm_{k}": float(np.linalg.norm(np.mean(v, axis=0))) for k, v in vectors.items()},
+                **{f"noise_to_signal_{k}": noise_to_signal(grams[name][k]) for k in vectors},
+                **{f"gram_{k}": grams[name][k].tolist() for k in vectors},
             }
         boot = np.random.default_rng([spec.seed, step, 17])
         reference = grams["grpo"]
@@ -211,16 +227,20 @@ def measure_variance(spec_dict: dict[str, Any], sizes_dict: dict[str, Any], outp
             for k in ("token", "prompt"):
                 base = trace_variance(reference[k])
                 stats[f"measured_ratio_{k}"] = stats[f"variance_{k}"] / base if base > 0 else None
+                stats[f"relative_ratio_{k}"] = noise_to_signal(grams[name][k]) / noise_to_signal(reference[k])
                 if name == "grpo" or base <= 0:
                     continue
-                ratios = []
+                ratios, relative = [], []
                 for _ in range(BOOTSTRAP):
                     w_a = np.bincount(boot.integers(0, r, r), minlength=r).astype(float)
                     w_b = np.bincount(boot.integers(0, r, r), minlength=r).astype(float)
                     ratios.append(trace_variance(grams[name][k], w_a) / max(trace_variance(reference[k], w_b),
                                                                              1e-300))
+                    relative.append(noise_to_signal(grams[name][k], w_a) / noise_to_signal(reference[k], w_b))
                 stats[f"measured_ratio_{k}_ci"] = [float(np.percentile(ratios, 2.5)),
                                                    float(np.percentile(ratios, 97.5))]
+                stats[f"relative_ratio_{k}_ci"] = [float(np.percentile(relative, 2.5)),
+                                                   float(np.percentile(relative, 97.5))]
         result["checkpoints"].append(entry)
     result["seconds"] = {"total": time.perf_counter() - start}
     write_json_atomic(result_path(out, spec), finite(result))

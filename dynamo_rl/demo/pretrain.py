@@ -109,6 +109,37 @@ def _learning_rate(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+NUM_HEADS = 4
+"""Attention heads of the demo model (``build_model``'s default): ``--hidden-size`` is a multiple of it."""
+
+
+def check_arguments(args: argparse.Namespace, num_levels: int) -> None:
+    """Every argument, before anything is built or trained; a ``ValueError`` names the flag and what is valid."""
+    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--layers", args.layers),
+                        ("--threads", args.threads), ("--eval-samples", args.eval_samples)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if args.eval_every < 0:
+        raise ValueError(f"--eval-every must be >= 0 (0: only at the end), got {args.eval_every}")
+    if args.hidden_size < 2 * NUM_HEADS or args.hidden_size % (2 * NUM_HEADS):
+        raise ValueError(f"--hidden-size must be a positive multiple of {2 * NUM_HEADS} ({NUM_HEADS} attention heads "
+                         f"of even width), got {args.hidden_size}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    if not (math.isfinite(args.carry_noise) and 0 <= args.carry_noise < 1):
+        raise ValueError(f"--carry-noise must be in [0, 1), got {args.carry_noise}")
+    weights = list(args.level_weights)
+    if len(weights) != num_levels:
+        raise ValueError(f"--level-weights needs {num_levels} values for family {args.family!r}, got {weights}")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"--level-weights must be finite numbers >= 0 with a positive sum, got {weights}")
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output}: a file is there, expected a directory")
+    if any(parent.exists() and not parent.is_dir() for parent in output.parents):
+        raise ValueError(f"--output {output}: a parent of it is a file, expected a directory")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -118,19 +149,13 @@ def run(args: argparse.Namespace) -> int:
     from dynamo_rl.run.atomic import atomic_write_text
 
     levels = LEVELS[args.family]
-    if len(args.level_weights) != len(levels):
-        raise ValueError(f"--level-weights needs {len(levels)} values for family {args.family!r}, "
-                         f"got {args.level_weights}")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    check_arguments(args, len(levels))
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     tokenizer = build_tokenizer()
     model = build_model(len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, hidden_size=args.hidden_size, num_layers=args.layers,
                         seed=args.seed)
-    if not 0 <= args.carry_noise < 1:
-        raise ValueError(f"--carry-noise must be in [0, 1), got {args.carry_noise}")
     train_problems = [make_problems("train", 5000, seed=args.seed, levels=[level.number], family=args.family)
                       for level in levels]
     train_by_level = [_encode(tokenizer, problems) for problems in train_problems]

@@ -69,6 +69,8 @@ def parse_ks(text: str | None, n: int) -> list[int]:
     """``"1,8,32"`` → ``[1, 8, 32]``, checked against ``n`` (k > n names the value)."""
     from dynamo_rl.eval.evaluate import check_ks
 
+    if n < 1:
+        raise ValueError(f"--n must be >= 1 (samples per problem), got {n}")
     if text is None:
         return check_ks(None, n)
     try:
@@ -77,7 +79,10 @@ def parse_ks(text: str | None, n: int) -> list[int]:
         raise ValueError(f"--k must be comma-separated integers, got {text!r}") from None
     if not ks:
         raise ValueError(f"--k must list at least one value, got {text!r}")
-    return check_ks(ks, n)
+    try:
+        return check_ks(ks, n)
+    except ValueError as err:
+        raise ValueError(f"--k {text}: {err}") from None
 
 
 def _default_output(model: str) -> Path:
@@ -132,21 +137,70 @@ def _make_backend(args: argparse.Namespace) -> Any:
 
 
 def _validate(args: argparse.Namespace) -> list[int]:
+    """Every check that needs no model: each failure is a ``ValueError`` naming the flag and what is valid."""
+    import math
+
     if not args.model:
         raise ValueError("--model is required (or use --compare RUN_DIR ...)")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    if not args.timeout > 0:
-        raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
-    for name in args.benchmarks.split(","):
-        if name.strip():
-            _check_benchmark(name.strip())  # unknown names fail before the model is loaded
+    if not args.timeout > 0 or not math.isfinite(args.timeout):
+        raise ValueError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
+    for flag, value in (("--temperature", args.temperature), ("--top-p", args.top_p),
+                        ("--gpu-memory-utilization", args.gpu_memory_utilization)):
+        if not math.isfinite(value):
+            raise ValueError(f"{flag} must be a finite number, got {value}")
+    if not 0 < args.gpu_memory_utilization <= 1:
+        raise ValueError(f"--gpu-memory-utilization must be in (0, 1], got {args.gpu_memory_utilization}")
+    for flag, value in (("--batch-size", args.batch_size), ("--tensor-parallel-size", args.tensor_parallel_size)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1 (or left out: one per CPU, at most 8), got {args.workers}")
+    _check_device(args.device)
+    from dynamo_rl.data.templates import get_template
+
+    get_template(TEMPLATE_ALIASES.get(args.template, args.template))  # an unknown name lists the valid ones
+    from dynamo_rl.data.benchmarks import EVAL_BENCHMARKS
+
+    names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+    if not names:
+        raise ValueError(f"--benchmarks is empty: choose from {', '.join(EVAL_BENCHMARKS)}")
+    for name in names:
+        _check_benchmark(name)  # unknown names fail before the model is loaded
+    output = Path(args.output) if args.output else _default_output(args.model)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output}: a file is there, expected a directory")
+    if any(parent.exists() and not parent.is_dir() for parent in output.parents):
+        raise ValueError(f"--output {output}: a parent of it is a file, expected a directory")
+    from dynamo_rl.rollout.hf import validate_params
+    from dynamo_rl.rollout.types import SamplingParams
+
+    validate_params(SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                   max_new_tokens=args.max_new_tokens, stop=tuple(args.stop)))
+    ks = parse_ks(args.k, args.n)
     from dynamo_rl.run.loading import model_source
 
     model_source(args.model)  # a missing folder or unreachable hub id fails before anything loads
-    return parse_ks(args.k, args.n)
+    return ks
+
+
+def _check_device(device: str | None) -> None:
+    """``--device``: a torch device string; ``cuda`` only where CUDA is available."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine (use cpu, or leave --device out)")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def _is_file(name: str) -> bool:
@@ -166,6 +220,10 @@ def _check_benchmark(name: str) -> None:
                          ".jsonl/.json/.parquet file")
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def run(args: argparse.Namespace) -> int:
     from dynamo_rl.eval.report import compare
 
@@ -175,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         ks = _validate(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"dynamo-rl eval: error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
     from dynamo_rl.eval.evaluate import evaluate
@@ -192,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         backend = _make_backend(args)
         problems = _load_problems(args, _tokenizer_for_chat(args, backend))
     except (ValueError, FileNotFoundError) as exc:
-        print(f"dynamo-rl eval: error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     output = Path(args.output) if args.output else _default_output(args.model)
     run_info = {"model": args.model, "backend": args.backend, "template": args.template, "chat": bool(args.chat),
@@ -203,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
                            output_dir=output, progress=not args.no_progress, resume=not args.no_resume,
                            chunk_size=chunk_size, run_info=run_info, num_workers=args.workers)
     except ValueError as exc:  # e.g. resuming a directory written with other settings
-        print(f"dynamo-rl eval: error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     print(markdown_table([results], [args.model]), end="")
     print()

@@ -135,6 +135,22 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def incomplete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoint folders of a run (by name) without a readable marker: a write that never finished or a torn
+    ``state.json`` / ``dynamo_state.json``. :func:`list_checkpoints` skips them."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(path for path in root.iterdir()
+                  if path.is_dir() and _NAME.match(path.name) and checkpoint_step(path) is None)
+
+
+def folder_step(path: Path) -> int | None:
+    """The step in a checkpoint folder's name (``step_000010`` -> 10, ``checkpoint-8`` -> 8), or None."""
+    match = _NAME.match(path.name)
+    return int(match.group(1) or match.group(2)) if match else None
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint folder of a run, or None."""
     found = list_checkpoints(run_dir)
@@ -205,15 +221,31 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     except AllocatorStateError as err:
         raise CheckpointError(str(err)) from None
     load_weights(model, path)
-    optimizer.load_state_dict(optimizer_state)
-    scheduler.load_state_dict(scheduler_state)
+    for name, target, value in (("optimizer.pt", optimizer, optimizer_state), ("scheduler.pt", scheduler,
+                                                                               scheduler_state)):
+        try:
+            target.load_state_dict(value)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:  # a readable file of another run
+            raise CheckpointError(f"checkpoint {path}: {name} does not fit this run ({type(err).__name__}: "
+                                  f"{_short(err)})") from None
     try:
         allocator.load_state_dict(allocator_state, source=str(state_file))
     except AllocatorStateError as err:
         raise CheckpointError(str(err)) from None
+    except (KeyError, TypeError, ValueError) as err:  # a JSON object with the right header but broken content
+        raise CheckpointError(f"checkpoint {path}: {state_file.name} is not a valid allocator state "
+                              f"({type(err).__name__}: {_short(err)})") from None
     if rng is not None:
-        set_rng_state(rng)
+        try:
+            set_rng_state(rng)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"checkpoint {path}: rng.pt is not a random-number state ({type(err).__name__})") \
+                from None
     return LoadedCheckpoint(step=step, path=path, extra=state)
+
+
+def _short(err: BaseException) -> str:
+    return " ".join(str(err).split())[:160]
 
 
 def restore_latest(run_dir: str | Path, load: Callable[[Path], LoadedCheckpoint]) -> LoadedCheckpoint | None:
@@ -226,9 +258,11 @@ def restore_latest(run_dir: str | Path, load: Callable[[Path], LoadedCheckpoint]
             loaded = load(path)
         except CheckpointError as err:
             errors.append(str(err))
-            warnings.warn(f"{err}; falling back to an older checkpoint", stacklevel=2)
             continue
+        for error in errors:  # warned only once a fallback loaded; when none does, the one error says it all
+            warnings.warn(f"{error}; resuming from the older checkpoint {path.name} instead", stacklevel=2)
         return loaded
     if errors:
-        raise CheckpointError(f"no readable checkpoint in {Path(run_dir) / CHECKPOINTS}: {errors[0]}")
+        raise CheckpointError(f"no readable checkpoint in {Path(run_dir) / CHECKPOINTS} ({len(errors)} tried): "
+                              + "; ".join(errors))
     return None

@@ -39,6 +39,7 @@ from dynamo_rl.method_config import (
     ModulationConfig,
     _require,
     require_finite,
+    require_types,
 )
 from dynamo_rl.presets import METHODS, PRESETS, build_method_config
 from dynamo_rl.run.atomic import atomic_write_text
@@ -64,6 +65,7 @@ class DataConfig:
     """Demo task: held-out problems per difficulty level."""
 
     def __post_init__(self) -> None:
+        require_types(self, "data")
         _require(bool(self.model), "data.model", self.model, "must be a path, a hub id or 'demo'")
         _require(bool(self.dataset), "data.dataset", self.dataset, "must be a file, a hub id or 'demo'")
         _require(self.max_problems is None or self.max_problems > 0, "data.max_problems", self.max_problems,
@@ -106,6 +108,7 @@ class RolloutConfig:
     within its rounds; ``adaptive`` prompts_per_step × allocation.mean_rollouts)."""
 
     def __post_init__(self) -> None:
+        require_types(self, "rollout")
         require_finite(self, "rollout")
         _require(self.backend in ("hf", "vllm"), "rollout.backend", self.backend, "expected hf or vllm")
         _require(self.prompts_per_step >= 1, "rollout.prompts_per_step", self.prompts_per_step, "must be ≥ 1")
@@ -148,6 +151,7 @@ class OptimConfig:
     """Sequences per forward/backward pass (gradient accumulation inside a mini-batch; memory knob only)."""
 
     def __post_init__(self) -> None:
+        require_types(self, "optim")
         require_finite(self, "optim")
         _require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas", self.betas,
@@ -162,6 +166,8 @@ class OptimConfig:
 
 
 ENGINES = ("builtin", "trl")
+MAX_SEED = 2**32 - 1
+"""Largest ``run.seed``: every generator seeded from it (numpy, torch, per-step sampling seeds) accepts it."""
 
 
 @dataclass(frozen=True)
@@ -202,9 +208,11 @@ class RunConfig:
     """torch CPU threads for this process (``None`` = torch's default). Tiny models run fastest with 1."""
 
     def __post_init__(self) -> None:
+        require_types(self, "run")
         require_finite(self, "run")
         _require(self.engine in ENGINES, "run.engine", self.engine, f"expected one of {', '.join(ENGINES)}")
         _require(self.steps >= 1, "run.steps", self.steps, "must be ≥ 1")
+        _require(0 <= self.seed <= MAX_SEED, "run.seed", self.seed, f"must be in [0, {MAX_SEED}] (2**32 - 1)")
         _require(self.eval_every >= 0, "run.eval_every", self.eval_every, "must be ≥ 0")
         _require(self.checkpoint_every >= 0, "run.checkpoint_every", self.checkpoint_every, "must be ≥ 0")
         _require(self.keep_checkpoints >= 1, "run.keep_checkpoints", self.keep_checkpoints, "must be ≥ 1")
@@ -233,8 +241,15 @@ class TrainConfig:
     when their value equals a default. Every other method field comes from ``method_name`` and ``preset``."""
 
     def __post_init__(self) -> None:
-        _require(self.method_name in METHODS, "method", self.method_name, f"expected one of {sorted(METHODS)}")
-        _require(self.preset in PRESETS, "preset", self.preset, f"expected one of {sorted(PRESETS)}")
+        _require(isinstance(self.method_name, str) and self.method_name in METHODS, "method", self.method_name,
+                 f"expected one of {', '.join(sorted(METHODS))}")
+        _require(isinstance(self.preset, str) and self.preset in PRESETS, "preset", self.preset,
+                 f"expected one of {', '.join(sorted(PRESETS))}")
+        for name, cls in (("method", MethodConfig), *RUN_SECTIONS.items()):
+            value = getattr(self, name)
+            _require(isinstance(value, cls), name, value, f"expected a {cls.__name__}")
+        _require(isinstance(self.explicit, tuple) and all(isinstance(k, str) for k in self.explicit), "explicit",
+                 self.explicit, "expected a tuple of SECTION.FIELD names")
 
     @property
     def budget(self) -> int:
@@ -267,7 +282,7 @@ def _coerce(dotted: str, value: Any, annotation: Any) -> Any:
             raise ValueError(f"invalid {dotted}={value!r}: expected a list")
         item_types = [a for a in typing.get_args(hint) if a is not Ellipsis]
         item = item_types[0] if item_types else str
-        return tuple(_coerce(dotted, v, item) for v in value)
+        return tuple(_coerce(f"{dotted}[{index}]", v, item) for index, v in enumerate(value))
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):
@@ -314,8 +329,10 @@ class MethodSpec:
         self.explicit.setdefault(section, {})[name] = value
 
     def build(self) -> MethodConfig:
-        _require(self.method in METHODS, "method", self.method, f"expected one of {', '.join(sorted(METHODS))}")
-        _require(self.preset in PRESETS, "preset", self.preset, f"expected one of {', '.join(sorted(PRESETS))}")
+        _require(isinstance(self.method, str) and self.method in METHODS, "method", self.method,
+                 f"expected one of {', '.join(sorted(METHODS))}")
+        _require(isinstance(self.preset, str) and self.preset in PRESETS, "preset", self.preset,
+                 f"expected one of {', '.join(sorted(PRESETS))}")
         checked = {name: _check_fields(name, cls, self.explicit.get(name) or {})
                    for name, cls in METHOD_SECTIONS.items()}
         return build_method_config(self.method, self.preset, checked)
@@ -349,6 +366,10 @@ def _method_spec(raw: dict[str, Any]) -> MethodSpec:
         section, name = key.split(".")
         if section not in METHOD_SECTIONS:
             raise ConfigError(f"invalid explicit entry {key!r}: SECTION must be one of {', '.join(METHOD_SECTIONS)}")
+        valid = [f.name for f in dataclasses.fields(METHOD_SECTIONS[section])]
+        if name not in valid:
+            raise ConfigError(f"invalid explicit entry {key!r}: unknown field; valid fields of {section}: "
+                              f"{', '.join(valid)}")
         if name in sections[section]:
             spec.set(section, name, sections[section][name])
     resolved = spec.build()
@@ -365,10 +386,14 @@ def config_from_dict(raw: dict[str, Any] | None, overrides: list[tuple[str, Any]
     """Build and validate a :class:`TrainConfig` from the YAML layout (see module docstring), then apply dotted
     command-line ``overrides``: ``method``/``preset`` replace the bundle (fields the file set explicitly stay),
     ``SECTION.FIELD`` sets a field (a method field becomes explicit)."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"invalid config {raw!r}: expected a mapping of sections (method, preset, "
+                          f"{', '.join(SECTIONS)})")
     raw = dict(raw or {})
-    unknown = sorted(set(raw) - set(SECTIONS) - set(TOP_LEVEL) - {"explicit"})
+    unknown = sorted((str(k) for k in set(raw) - set(SECTIONS) - set(TOP_LEVEL) - {"explicit"}), key=str)
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(TOP_LEVEL + tuple(SECTIONS))}")
+    overrides = _check_overrides(overrides)
     spec = _method_spec(raw)
     run_raw: dict[str, dict[str, Any]] = {}
     for name in RUN_SECTIONS:
@@ -377,23 +402,45 @@ def config_from_dict(raw: dict[str, Any] | None, overrides: list[tuple[str, Any]
             raise ConfigError(f"invalid {name}={values!r}: expected a mapping of fields")
         run_raw[name] = dict(values)
     for key, value in overrides or []:
+        check_key(key)
         section, _, name = key.partition(".")
-        if not name and key in TOP_LEVEL:
+        if not name:
             setattr(spec, key, value)
-        elif name and "." not in name and section in SECTIONS:
-            valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
-            if name not in valid:
-                raise ConfigError(f"unknown field {key}; valid fields of {section}: {', '.join(valid)}")
-            if section in METHOD_SECTIONS:
-                spec.set(section, name, value)
-            else:
-                run_raw[section][name] = value
+        elif section in METHOD_SECTIONS:
+            spec.set(section, name, value)
         else:
-            raise ConfigError(f"unknown config key {key!r}; expected method, preset or SECTION.FIELD with SECTION in "
-                              f"{', '.join(SECTIONS)}")
+            run_raw[section][name] = value
     method = spec.build()
     sections = {name: _build_section(name, cls, run_raw[name]) for name, cls in RUN_SECTIONS.items()}
     return TrainConfig(method_name=spec.method, preset=spec.preset, method=method, explicit=spec.dotted(), **sections)
+
+
+def check_key(key: str) -> None:
+    """``key`` is ``method``, ``preset`` or an existing ``SECTION.FIELD``; else :class:`ConfigError` naming it."""
+    section, _, name = key.partition(".")
+    if not name and key in TOP_LEVEL:
+        return
+    if name and "." not in name and section in SECTIONS:
+        valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+        if name not in valid:
+            raise ConfigError(f"unknown field {key}; valid fields of {section}: {', '.join(valid)}")
+        return
+    raise ConfigError(f"unknown config key {key!r}; expected method, preset or SECTION.FIELD with SECTION in "
+                      f"{', '.join(SECTIONS)}")
+
+
+def _check_overrides(overrides: Any) -> list[tuple[str, Any]]:
+    """``overrides`` as a list of ``(KEY, VALUE)`` pairs (a dict, a string or ragged items are refused)."""
+    if overrides is None:
+        return []
+    if not isinstance(overrides, (list, tuple)):
+        raise ConfigError(f"invalid overrides={overrides!r}: expected a list of (KEY, VALUE) pairs, e.g. "
+                          "[('optim.lr', 1e-5)] (parse_override('optim.lr=1e-5') makes one from text)")
+    for item in overrides:
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)):
+            raise ConfigError(f"invalid override {item!r}: expected a (KEY, VALUE) pair with KEY like "
+                              "'optim.lr' (parse_override('optim.lr=1e-5') makes one from text)")
+    return [(key, value) for key, value in overrides]
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
@@ -439,6 +486,30 @@ def _first_line(err: BaseException) -> str:
     return " ".join(str(err).split())[:160]
 
 
+def _unique_key_loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # an unhashable key: the base class reports it
+                        continue
+                    if first is not None and key != "<<":
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (first given on line {first + 1}; YAML would "
+                            "silently keep only the last one)", key_node.start_mark)
+                    seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The YAML mapping of a config file; every problem is a :class:`ConfigError` naming the file."""
     import yaml
@@ -457,7 +528,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -477,12 +548,21 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]]
     raw = read_config_file(path) if path is not None else {}
     try:
         return config_from_dict(raw, overrides)
-    except ConfigError:
-        raise
     except (ValueError, KeyError) as err:
-        message = err.args[0] if err.args else str(err)
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{message}") from None
+        message = _message(err)
+    # Name the file only when the file itself is at fault (it fails alone, with the same message); an error that a
+    # command-line value causes names that field, not a file the user may never have opened (the packaged demo).
+    if path is not None and not str(path) in message:
+        try:
+            config_from_dict(raw)
+        except (ValueError, KeyError) as err:
+            if _message(err) == message:
+                message = f"{path}: {message}"
+    raise ConfigError(message) from None
+
+
+def _message(err: BaseException) -> str:
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
 
 
 def config_yaml(config: TrainConfig) -> str:

@@ -105,6 +105,9 @@ def _parse_lines(path: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
+            step = record.get(STEP, 0)
+            if isinstance(step, bool) or not isinstance(step, int):
+                raise ValueError(f"its {STEP!r} is {step!r}, expected an integer")
         except ValueError as err:
             if number == len(lines):
                 warnings.warn(f"{path}: dropping a torn last line ({number}): {line[:60]!r}", stacklevel=3)

@@ -5,11 +5,13 @@ what a resume continues from. Each failure is one :class:`PreflightError` naming
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
+import warnings
 from pathlib import Path
 
-from dynamo_rl.run.checkpoint import latest_checkpoint, list_checkpoints
+from dynamo_rl.run.checkpoint import folder_step, incomplete_checkpoints, latest_checkpoint, list_checkpoints
 from dynamo_rl.run.config import TrainConfig
 
 
@@ -44,6 +46,10 @@ def check_resume(config: TrainConfig, resume: bool) -> int:
     if not found:
         raise PreflightError(f"--resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
     step = found[-1][0]
+    for path in incomplete_checkpoints(run_dir):
+        if (folder_step(path) or 0) > step:  # e.g. a torn state.json: say so rather than silently going back
+            warnings.warn(f"ignoring checkpoint {path}: its state marker (state.json / dynamo_state.json) is missing "
+                          f"or unreadable; resuming from {found[-1][1].name}", stacklevel=2)
     if config.run.steps <= step:
         raise PreflightError(f"--resume {run_dir}: the run is at step {step} already and run.steps={config.run.steps}; "
                              f"pass --run.steps N with N > {step} to train further")
@@ -85,13 +91,38 @@ def check_prompt_lengths(config: TrainConfig) -> None:
             if len(text) <= budget:  # no tokenizer makes more tokens than characters (+ specials, checked below)
                 continue
             at_least = -(-len(text) // longest_token)  # no token is longer than the longest vocabulary entry
-            length = at_least if at_least > budget else len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            length = at_least if at_least > budget else len(
+                tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
             if length > budget:
                 raise PreflightError(
                     f"{name} row {problem.prompt_id!r}: the prompt has {'at least ' if at_least > budget else ''}{length} "
                     f"tokens ({len(text)} characters), but the model's context of "
                     f"{limit} leaves {budget} after rollout.max_new_tokens={config.rollout.max_new_tokens}; remove "
                     "or shorten the row, or lower rollout.max_new_tokens")
+
+
+OPTIONAL_PACKAGES = (("rollout.backend", "vllm", "vllm", "pip install 'dynamo-rl[vllm]' (needs a CUDA GPU), or "
+                     "rollout.backend=hf"),
+                     ("run.tensorboard", True, "tensorboard", "pip install tensorboard, or run.tensorboard=false"),
+                     ("run.wandb", True, "wandb", "pip install wandb, or run.wandb=false"))
+"""(field, value, package, what to do): a value that needs a package, checked before the model loads."""
+
+
+def check_packages(config: TrainConfig) -> None:
+    """Packages that the chosen options need are installed (instead of failing after the model has loaded)."""
+    for key, value, package, remedy in OPTIONAL_PACKAGES:
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) == value and importlib.util.find_spec(package) is None:
+            raise PreflightError(f"invalid {key}={value!r}: the {package} package is not installed ({remedy})")
+
+
+def check_workers(config: TrainConfig) -> None:
+    """Thread and verifier-process counts a machine can hold (a thousand processes never finish starting)."""
+    cpus = os.cpu_count() or 1
+    for key, value in (("run.threads", config.run.threads), ("run.num_verifier_workers",
+                                                             config.run.num_verifier_workers)):
+        if value and value > cpus * 4:
+            raise PreflightError(f"invalid {key}={value}: this machine has {cpus} CPUs (at most {cpus * 4})")
 
 
 def check_run(config: TrainConfig, *, resume: bool) -> int:
@@ -102,9 +133,9 @@ def check_run(config: TrainConfig, *, resume: bool) -> int:
     check_output_dir(run_dir)
     start = check_resume(config, resume)
     resolve_device(config.run.device)
+    check_workers(config)
+    check_packages(config)
     model_source(config.data.model)
     check_data(config)
     check_prompt_lengths(config)
-    if config.run.threads and config.run.threads > (os.cpu_count() or 1) * 4:
-        raise PreflightError(f"invalid run.threads={config.run.threads}: this machine has {os.cpu_count()} CPUs")
     return start

@@ -20,8 +20,8 @@ def _ref(loss, mask, mode, normalizer=None):
         return sum(sum(r) / len(r) for r in nonempty) / max(normalizer or len(nonempty), 1)
     if mode == "seq-mean-token-sum":
         return sum(sum(r) for r in rows) / max(normalizer or len(nonempty), 1)
-    if mode == "seq-mean-token-sum-norm":
-        return sum(sum(r) for r in rows) / max(normalizer or T, 1)
+    if mode == "seq-mean-token-sum-norm":  # Dr. GRPO as verl/TRL: mean over sequences of (token sum / L_max)
+        return sum(sum(r) for r in rows) / max(normalizer or T * len(nonempty), 1)
     raise AssertionError(mode)
 
 
@@ -50,7 +50,8 @@ def test_modes_agree_when_all_lengths_equal(B, L, seed):
     tm = aggregate(loss, mask, "token-mean")
     torch.testing.assert_close(aggregate(loss, mask, "seq-mean-token-mean"), tm)
     torch.testing.assert_close(aggregate(loss, mask, "seq-mean-token-sum"), L * tm)
-    torch.testing.assert_close(aggregate(loss, mask, "seq-mean-token-sum-norm", normalizer=L), B * tm)
+    torch.testing.assert_close(aggregate(loss, mask, "seq-mean-token-sum-norm", normalizer=L * B), tm)
+    torch.testing.assert_close(aggregate(loss, mask, "seq-mean-token-sum-norm"), L * tm / T)
 
 
 def test_normalizer_makes_accumulation_exact():

@@ -70,9 +70,11 @@ def test_real_tokenizer_and_multibyte_text() -> None:
     problems = [_problem("ascii", "1+1=?"), _problem("big", "9" * 200_000)]
     with pytest.raises(ValueError, match=r"row 'big': the prompt has at least 40000 tokens \(200000 characters\)"):
         check_prompt_lengths(problems, tok, 64, skip=False)
-    # 30 two-byte characters: 60 bytes + 2 > 40, so this one is tokenized (one <unk> each) and fits
+    # 30 two-byte characters: the byte-level demo tokenizer gives one <unk> per byte, 60 tokens: over 40, within 64
     accented = _problem("accented", "é" * 30)
-    assert check_prompt_lengths([accented], tok, 40, skip=False) == ([accented], 0)
+    with pytest.raises(ValueError, match=r"row 'accented': the prompt has 60 tokens \(30 characters\)"):
+        check_prompt_lengths([accented], tok, 40, skip=False)
+    assert check_prompt_lengths([accented], tok, 64, skip=False) == ([accented], 0)
 
 
 @pytest.mark.parametrize(

@@ -72,3 +72,14 @@ def test_gradient_draw_equals_the_full_batch_grpo_surrogate():
     expected = np.concatenate([p.grad.reshape(-1).numpy() for p in model.parameters()])
     assert np.abs(expected).max() > 0
     np.testing.assert_allclose(out["token"], expected, rtol=2e-4, atol=1e-7)
+
+
+def test_signal_and_noise_to_signal_from_the_gram_matrix():
+    from experiments.study_variance import noise_to_signal, signal
+
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(9, 4)) + np.array([3.0, 0.0, -1.0, 2.0])
+    gram = g @ g.T
+    var = float(np.var(g, axis=0, ddof=1).sum())
+    assert signal(gram) == pytest.approx(float(np.sum(g.mean(axis=0) ** 2)) - var / 9)
+    assert noise_to_signal(gram) == pytest.approx(var / signal(gram))
