@@ -14,7 +14,8 @@ import warnings
 
 import dynamo_rl
 
-# name -> (module, help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+# name -> (module, help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int`` (and may define
+# ``normalize_argv(argv) -> argv``, applied before parsing).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dynamo_rl.train_cli", "train with DynaMO, GRPO or a baseline (no arguments: the CPU demo)"),
     "eval": ("dynamo_rl.eval.cli", "pass@k / avg@n on AIME24/25, AMC23, MATH-500, Minerva, OlympiadBench"),
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = _Parser(prog=f"dynamo-rl {name}", description=help_text)
     module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    normalize = getattr(module, "normalize_argv", None)
+    args = parser.parse_args(normalize(argv[1:]) if normalize else argv[1:])
     warnings.formatwarning = _warning_line
     try:
         return int(module.run(args) or 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -111,6 +112,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         for f in dataclasses.fields(cls):
             parser.add_argument(f"--{name}.{f.name}", dest=f"{name}.{f.name}", default=argparse.SUPPRESS,
                                 metavar="V", help=argparse.SUPPRESS)
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-(\.?(inf|Inf|INF)|\.?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?)$")
+"""A YAML number with a minus sign (``-1``, ``-0.5``, ``-1e-5``, ``-.inf``); argparse takes some of them for a flag."""
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """``--SECTION.FIELD -1e-5`` → ``--SECTION.FIELD=-1e-5``: argparse reads ``-1e-5`` or ``-.inf`` after a flag as
+    another flag ("expected one argument"); a negative number there is the field's value."""
+    out: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if (token.startswith("--") and "=" not in token and _field_flag(token[2:]) and index + 1 < len(argv)
+                and _NEGATIVE_NUMBER.match(argv[index + 1])):
+            out.append(f"{token}={argv[index + 1]}")
+            index += 2
+            continue
+        out.append(token)
+        index += 1
+    return out
+
+
+def _field_flag(name: str) -> bool:
+    section, _, field = name.partition(".")
+    return section in SECTIONS and field in {f.name for f in dataclasses.fields(SECTIONS[section])}
 
 
 def collect_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:

@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("--data is required (a JSONL file with problem/answer fields), or use --cpu for the demo task")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rows = args.prompts_per_step * args.mean_rollouts
-    args.micro_batch = min(args.micro_batch, rows // world)
+    args.micro_batch = max(1, min(args.micro_batch, rows // world))
     if rows % (args.micro_batch * world):
         parser.error(f"prompts-per-step × mean-rollouts = {rows} must be divisible by micro-batch × processes = "
                      f"{args.micro_batch * world}")

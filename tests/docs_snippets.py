@@ -211,13 +211,15 @@ def prepare_workdir(root: Path) -> Path:
     return repo
 
 
-def snippet_env(root: Path) -> dict[str, str]:
+def snippet_env(root: Path, cache: Path | None = None) -> dict[str, str]:
+    """The environment of a snippet run in ``root`` (:func:`prepare_workdir`); ``cache``: a folder shared by runs
+    (matplotlib's font cache)."""
     env = dict(os.environ)
     env.update({
         "HOME": str(root / "home"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # dynamo-rl of this interpreter
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",  # nothing from the hub
-        "MPLCONFIGDIR": str(root.parent / "matplotlib"),
+        "MPLCONFIGDIR": str((cache or root) / "matplotlib"),
         "PYTHONUNBUFFERED": "1",
     })
     env.pop("DYNAMO_RL_DATA_DIR", None)

@@ -36,9 +36,13 @@ difference between a snippet and what the test runs:
 Data paths are never rewritten: snippets name local files (``../shared/data/...``), the benchmarks' short names with
 ``--data-dir ../shared/data``, or the demo task.
 
-The runs take a few minutes on two CPU cores (the README's engine block alone trains six steps with each engine, two
-resumes and two evaluations), so ``test_snippets_run`` is marked ``slow``; the markup and rewrite tests are instant.
-``python -m pytest tests/test_docs_snippets.py -k README`` runs one file's snippets.
+A ``--resume`` without ``--run.steps`` is left alone (it continues the run to its own, already shortened, end).
+``python examples/trl_dynamo_1gpu.py --cpu`` (TRL on CPU) runs as a snippet of ``docs/trl.md``.
+
+The runs take about 3.5 minutes on the project's 2-core machine (about 7 under heavy load; the README's engine block,
+four steps and a resume to six with each engine plus two evaluations, is half of it), so ``test_snippets_run`` is
+marked ``slow``; the markup and rewrite tests take seconds. ``python -m pytest tests/test_docs_snippets.py -k README``
+runs one file's snippets.
 """
 
 from __future__ import annotations
@@ -125,10 +129,10 @@ def test_yaml_snippets_load():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", _docs_with_runnable_snippets())
-def test_snippets_run(doc, tmp_path, capsys):
+def test_snippets_run(doc, tmp_path, tmp_path_factory, capsys):
     root = tmp_path / "work"
     cwd = ds.prepare_workdir(root)
-    env = ds.snippet_env(root)
+    env = ds.snippet_env(root, cache=tmp_path_factory.getbasetemp())
     timings = []
     for snippet in (s for s in ds.collect() if s.doc == doc and s.runs):
         result = ds.run(snippet, cwd, env, TIMEOUT_S)
