@@ -289,8 +289,9 @@ class VerifierPool:
             failed, self._failed_starts = self._failed_starts, 0  # a later call gets the full budget again
             raise VerifierStartError(
                 f"verifier workers cannot be started: {failed} starts in a row failed, the last one "
-                f"{reason}; check that {type(self.verifier).__name__} pickles and imports in a fresh process and that "
-                f"memory_limit_mb={self.memory_limit_mb} is enough")
+                f"{reason}; check that {type(self.verifier).__name__} pickles and imports in a fresh process, that "
+                f"memory_limit_mb={self.memory_limit_mb} is enough, and, when called from a script, that the script "
+                "guards its code with `if __name__ == \"__main__\":` (worker processes re-import the main module)")
 
     def _drop(self, worker: _Worker) -> None:
         """Kill ``worker`` and empty its slot (refilled by :meth:`_fill`)."""

@@ -125,6 +125,18 @@ def load_policy(config: TrainConfig) -> tuple[Any, Any]:
     return model, load_tokenizer(config)
 
 
+def _load_source(source: str, template: str | None, limit: int | None) -> list[Problem]:
+    """A benchmark short name (``math500``, ``dapo17k``, ...: the local file under ``$DYNAMO_RL_DATA_DIR`` when set,
+    else the hub), a local file or a hub id."""
+    from dynamo_rl.data.benchmarks import BENCHMARKS, load_benchmark
+    from dynamo_rl.data.loading import load_problems
+
+    kwargs = {"template": template} if template else {}
+    if source in BENCHMARKS:
+        return list(load_benchmark(source, limit=limit, **kwargs))
+    return list(load_problems(source, limit=limit, **kwargs))
+
+
 def load_train_problems(config: TrainConfig) -> list[Problem]:
     data = config.data
     if data.dataset == "demo":
@@ -132,10 +144,7 @@ def load_train_problems(config: TrainConfig) -> list[Problem]:
 
         problems = make_problems("train", data.demo_train_per_level, seed=config.run.seed)
     else:
-        from dynamo_rl.data.loading import load_problems
-
-        kwargs = {"template": data.template} if data.template else {}
-        problems = load_problems(data.dataset, limit=data.max_problems, **kwargs)
+        problems = _load_source(data.dataset, data.template, data.max_problems)
     return list(problems[:data.max_problems] if data.max_problems else problems)
 
 
@@ -147,7 +156,4 @@ def load_eval_problems(config: TrainConfig) -> list[Problem]:
         from dynamo_rl.demo.task import make_problems
 
         return make_problems("test", data.demo_eval_per_level, seed=config.run.seed)
-    from dynamo_rl.data.loading import load_problems
-
-    kwargs = {"template": data.template} if data.template else {}
-    return list(load_problems(data.eval_dataset, **kwargs))
+    return _load_source(data.eval_dataset, data.template, None)
