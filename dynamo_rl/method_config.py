@@ -38,7 +38,7 @@ def require_finite(config: Any, section: str) -> None:
                 raise ValueError(f"invalid {section}.{f.name}={value!r}: must be a finite number")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

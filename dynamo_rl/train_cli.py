@@ -19,8 +19,8 @@ from dynamo_rl.presets import METHODS, PRESETS
 from dynamo_rl.run.config import (
     ENGINES,
     SECTIONS,
-    ConfigError,
     TOP_LEVEL,
+    ConfigError,
     TrainConfig,
     check_key,
     config_from_dict,

@@ -152,12 +152,21 @@ def _reference(group: str, row: str, name: str) -> tuple[str, str]:
     return group, f"{name}@{budget}" if at else name
 
 
+def _without_grams(value: Any) -> Any:
+    """A variance result without its Gram matrices (kept in the result file, too big for the summary)."""
+    if isinstance(value, dict):
+        return {k: _without_grams(v) for k, v in value.items() if not k.startswith("gram_")}
+    if isinstance(value, list):
+        return [_without_grams(v) for v in value]
+    return value
+
+
 def summarize(runs: Runs) -> dict[str, Any]:
     """Per group, per row summaries and sample efficiency (reference: GRPO of the same group and budget)."""
     out: dict[str, Any] = {}
     for group in sorted({g for g, _ in runs}):
         if group == "variance":
-            out["variance"] = [r for (g, _), items in runs.items() if g == "variance" for r in items]
+            out["variance"] = [_without_grams(r) for (g, _), items in runs.items() if g == "variance" for r in items]
             continue
         rows = {}
         for (g, row), items in runs.items():
@@ -432,7 +441,9 @@ def write_report(output: Path, plots_dir: Path) -> list[Path]:
 
 def archive_results(runs: Runs, summary: dict[str, Any], output: Path, plots_dir: Path) -> list[Path]:
     """Copies next to the plots, so every number of the tables can be traced without ``runs/`` (git-ignored):
-    ``summary.json`` and ``results.jsonl`` (every result file, one compact JSON line each), plus ``plan.json``."""
+    ``summary.json``, ``results.jsonl.gz`` (every result file, one compact JSON line each; ``zcat`` to read) and
+    ``plan.json``."""
+    import gzip
     import shutil
 
     from experiments.study_runs import finite
@@ -440,8 +451,10 @@ def archive_results(runs: Runs, summary: dict[str, Any], output: Path, plots_dir
     plots_dir.mkdir(parents=True, exist_ok=True)
     (plots_dir / "summary.json").write_text(json.dumps(finite(summary), indent=1, allow_nan=False), encoding="utf-8")
     lines = [json.dumps(finite(r), separators=(",", ":"), allow_nan=False) for items in runs.values() for r in items]
-    (plots_dir / "results.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    paths = [plots_dir / "summary.json", plots_dir / "results.jsonl"]
+    with open(plots_dir / "results.jsonl.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(("\n".join(lines) + "\n").encode("utf-8"))
+    (plots_dir / "results.jsonl").unlink(missing_ok=True)
+    paths = [plots_dir / "summary.json", plots_dir / "results.jsonl.gz"]
     if (output / "plan.json").exists():
         shutil.copy2(output / "plan.json", plots_dir / "plan.json")
         paths.append(plots_dir / "plan.json")

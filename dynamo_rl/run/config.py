@@ -552,7 +552,7 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]]
         message = _message(err)
     # Name the file only when the file itself is at fault (it fails alone, with the same message); an error that a
     # command-line value causes names that field, not a file the user may never have opened (the packaged demo).
-    if path is not None and not str(path) in message:
+    if path is not None and str(path) not in message:
         try:
             config_from_dict(raw)
         except (ValueError, KeyError) as err:

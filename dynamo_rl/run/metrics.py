@@ -96,8 +96,13 @@ class MetricsLogger:
 def _parse_lines(path: Path) -> list[dict[str, Any]]:
     """Records of a metrics file; a torn (unparseable) LAST line is dropped with a warning, any other bad line
     raises ``ValueError`` naming the file and line."""
+    return [record for _, record in _numbered_records(path)]
+
+
+def _numbered_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of a metrics file (see :func:`_parse_lines`)."""
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    records: list[dict[str, Any]] = []
+    records: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -105,15 +110,12 @@ def _parse_lines(path: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
-            step = record.get(STEP, 0)
-            if isinstance(step, bool) or not isinstance(step, int):
-                raise ValueError(f"its {STEP!r} is {step!r}, expected an integer")
         except ValueError as err:
             if number == len(lines):
                 warnings.warn(f"{path}: dropping a torn last line ({number}): {line[:60]!r}", stacklevel=3)
                 break
             raise ValueError(f"{path}: line {number} is not a metrics record ({err})") from None
-        records.append(record)
+        records.append((number, record))
     return records
 
 
@@ -122,7 +124,14 @@ def truncate_after(path: Path, step: int) -> None:
     checkpoint); the file is replaced atomically."""
     if not path.exists():
         return
-    keep = [r for r in _parse_lines(path) if r.get(STEP, 0) <= step]
+    keep = []
+    for number, record in _numbered_records(path):
+        value = record.get(STEP, 0)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{path}: line {number} is not a metrics record (its {STEP!r} is {value!r}, expected an "
+                             "integer); fix or remove the line to resume")
+        if value <= step:
+            keep.append(record)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 

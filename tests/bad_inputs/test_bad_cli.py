@@ -361,6 +361,22 @@ def test_refused_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.jsonl").exists()  # nothing generated
 
 
+def test_read_only_output_parent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--output`` inside a folder of mode 0o555 (where the user cannot write; root can, so the case is skipped
+    there and ``output-under-a-file`` covers the same refusal)."""
+    parent = tmp_path / "read-only"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        if os.access(parent, os.W_OK):
+            pytest.skip("this user can write into a 0o555 folder (root)")
+        code, _, err = run_cli(capsys, ["train", "--output", str(parent / "run"), *TINY])
+        assert_one_line_error(code, err, f"error: invalid run.output_dir='{parent / 'run'}': cannot write there "
+                              "(Permission denied)")
+    finally:
+        parent.chmod(0o755)
+
+
 def test_hub_id_with_hf_hub_offline_fails_fast(tmp_path: Path) -> None:
     """A hub id that is not cached, with HF_HUB_OFFLINE=1: one line within 10 s, no network wait (subprocess: the
     hub client reads the variable at import)."""
