@@ -83,14 +83,17 @@ def build_method_config(method: str = "dynamo", preset: str = "official",
     they differ from GRPO only where their paper says. Raises ``KeyError`` naming the valid choices for an unknown
     preset or method and ``ValueError`` naming the field for an invalid value.
     """
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise KeyError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise KeyError(f"unknown method {method!r}; valid methods: {', '.join(sorted(METHODS))}")
     overrides = {name: dict(values) for name, values in (overrides or {}).items()}
     allocation = overrides.get("allocation", {})
     if "mean_rollouts" in allocation:
-        n_min, n_max = derived_bounds(int(allocation["mean_rollouts"]))
+        mean = allocation["mean_rollouts"]
+        if isinstance(mean, bool) or not isinstance(mean, int):
+            raise ValueError(f"invalid allocation.mean_rollouts={mean!r}: expected an int")
+        n_min, n_max = derived_bounds(mean)
         allocation.setdefault("n_min", n_min)
         allocation.setdefault("n_max", max(n_max, allocation["n_min"]))
     config = MethodConfig().replace(**PRESETS[preset])

@@ -221,6 +221,8 @@ def _parse_state(state: Any, source: str) -> tuple[dict[str, Any], int | None]:
         if state.get("version") != STATE_VERSION:
             raise AllocatorStateError(f"{source}: allocator state version {state.get('version')!r}; this release "
                                       f"reads versions 1-{STATE_VERSION} (upgrade dynamo-rl to read newer files)")
+        if not isinstance(state.get("history"), dict):
+            raise AllocatorStateError(f"{source}: allocator state has no 'history' object")
         return state["history"], _count(state.get("num_updates"), source)
     if isinstance(state.get("history"), dict) and state.get("version") == 1:  # TRL adapter (num_updates) / verl
         return state["history"], _count(state.get("num_updates"), source)

@@ -133,8 +133,10 @@ def _explicit(self: Any) -> dict[str, dict[str, Any]]:
         value = getattr(self, dynamo_name)
         if value is None:
             continue
+        hint = typing.get_type_hints(_SECTIONS[section])[name]
+        if isinstance(value, str) and (int in (typing.get_args(hint) or (hint,))) and float not in typing.get_args(hint):
+            raise ValueError(f"invalid {dynamo_name}={value!r}: expected an int")
         if isinstance(value, str):
-            hint = typing.get_type_hints(_SECTIONS[section])[name]
             if value.strip().lower() in _NONE_WORDS and type(None) in typing.get_args(hint):
                 value = None
             elif float in (typing.get_args(hint) or (hint,)):
