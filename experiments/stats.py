@@ -176,11 +176,13 @@ def curve_value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
 
 @dataclass(frozen=True)
 class Efficiency:
-    """Rollouts a method needs to reach a target that the reference (GRPO) reaches mid-run, from seed-mean curves,
-    with a percentile bootstrap over seeds (paired: one seed draw resamples both methods' runs of that seed)."""
+    """Rollouts a method needs to reach a target that the reference (GRPO) reaches mid-run — ``gain_fraction`` of
+    the reference's gain from its first to its final accuracy — from seed-mean curves, with a percentile bootstrap
+    over seeds (paired: one seed draw resamples both methods' runs of that seed; the target is recomputed)."""
 
     target: float
-    """The reference's seed-mean curve at ``fraction`` of its budget."""
+    """start + gain_fraction × (final − start) of the reference's seed-mean curve (final: mean of its last
+    ``final_points`` evaluations)."""
     reference_rollouts: float | None
     rollouts: float | None
     """First crossing of the method's seed-mean curve (None: never reached within its budget)."""
@@ -192,6 +194,8 @@ class Efficiency:
     reached_share: float
     """Share of bootstrap resamples in which the method reaches the target."""
     n: int
+    reference_budget: float = float("nan")
+    """The reference's total rollouts (so its crossing can be read as a fraction of its budget)."""
 
     def to_dict(self) -> dict[str, float | int | None]:
         def clean(x: float | None) -> float | None:
@@ -199,39 +203,43 @@ class Efficiency:
 
         return {"target": self.target, "reference_rollouts": self.reference_rollouts, "rollouts": self.rollouts,
                 "ratio": clean(self.ratio), "ratio_low": clean(self.ratio_low), "ratio_high": clean(self.ratio_high),
-                "ratio_high_infinite": math.isinf(self.ratio_high), "reached_share": self.reached_share, "n": self.n}
+                "ratio_high_infinite": math.isinf(self.ratio_high), "reached_share": self.reached_share, "n": self.n,
+                "reference_budget": clean(self.reference_budget)}
 
 
-def _efficiency_once(method: list[Curve], reference: list[Curve], fraction: float) -> tuple[float, float | None,
-                                                                                          float | None]:
+def _efficiency_once(method: list[Curve], reference: list[Curve], gain_fraction: float,
+                     final_points: int) -> tuple[float, float | None, float | None, float]:
     rx, ry = mean_curve(reference)
-    target = curve_value_at(rx, ry, fraction * float(rx[-1]))
+    final = float(np.mean(ry[-final_points:]))
+    target = float(ry[0]) + gain_fraction * (final - float(ry[0]))
     mx, my = mean_curve(method)
-    return target, rollouts_to_target(rx, ry, target), rollouts_to_target(mx, my, target)
+    return target, rollouts_to_target(rx, ry, target), rollouts_to_target(mx, my, target), float(rx[-1])
 
 
-def sample_efficiency(method: dict[int, Curve], reference: dict[int, Curve], fraction: float = 0.5,
-                      n_boot: int = 2000, seed: int = 0) -> Efficiency | None:
-    """:class:`Efficiency` of ``method`` against ``reference`` (curves ``(rollouts, accuracy)`` by seed) at the
-    target the reference's seed-mean curve has at ``fraction`` of its budget. None without common seeds."""
+def sample_efficiency(method: dict[int, Curve], reference: dict[int, Curve], gain_fraction: float = 0.5,
+                      final_points: int = 3, n_boot: int = 2000, seed: int = 0) -> Efficiency | None:
+    """:class:`Efficiency` of ``method`` against ``reference`` (curves ``(rollouts, accuracy)`` by seed). None without
+    common seeds. A reference that does not improve gives a target at (or below) its start: rollouts 0, ratio None."""
     seeds = sorted(set(method) & set(reference))
     if not seeds:
         return None
-    target, ref_x, x = _efficiency_once([method[s] for s in seeds], [reference[s] for s in seeds], fraction)
+    target, ref_x, x, budget = _efficiency_once([method[s] for s in seeds], [reference[s] for s in seeds],
+                                                gain_fraction, final_points)
     ratio = x / ref_x if x is not None and ref_x else None
     rng = np.random.default_rng(seed)
     ratios = []
     reached = 0
     for _ in range(n_boot):
         draw = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]
-        _, r_ref, r_m = _efficiency_once([method[s] for s in draw], [reference[s] for s in draw], fraction)
+        _, r_ref, r_m, _ = _efficiency_once([method[s] for s in draw], [reference[s] for s in draw], gain_fraction,
+                                            final_points)
         if r_m is None or not r_ref:
             ratios.append(math.inf)
         else:
             reached += 1
             ratios.append(r_m / r_ref)
     low, high = (float(np.quantile(ratios, q, method="inverted_cdf")) for q in (0.025, 0.975))  # inf-safe
-    return Efficiency(target, ref_x, x, ratio, low, high, reached / n_boot, len(seeds))
+    return Efficiency(target, ref_x, x, ratio, low, high, reached / n_boot, len(seeds), budget)
 
 
 def seeds_for_mde(sd: float, target: float, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 1000) -> int | None:

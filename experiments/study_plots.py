@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from experiments.stats import t_interval
-from experiments.study_report import CURVE_KEY, TARGET_FRACTION, label
+from experiments.study_report import CURVE_KEY, TARGET_GAIN, label
 
 Runs = dict[tuple[str, str], list[dict[str, Any]]]
 
@@ -72,7 +72,7 @@ def learning_curves(runs: Runs, summary: dict[str, Any], out: Path) -> Path:
         _curves(ax, runs, "main", rows, CURVE_KEY)
         if eff.get("target") is not None:
             ax.axhline(eff["target"], color="grey", ls=":", lw=1,
-                       label=f"target: GRPO at {TARGET_FRACTION:.0%} of its budget")
+                       label=f"target: {TARGET_GAIN:.0%} of GRPO's gain")
         ax.set(title=title, xlabel="rollouts spent", ylabel="held-out accuracy (avg@n, T=1)")
         ax.grid(alpha=0.3)
         _legend(ax, 7)

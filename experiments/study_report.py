@@ -31,8 +31,9 @@ CURVE_KEY = "curve/heldout"
 """Held-out accuracy from the trainer's evaluation every ``eval_every`` steps (avg@n at T = 1): the learning curve."""
 TRAIN_CURVE_KEY = "curve/train"
 """Accuracy on the training pool from the same evaluations (only with ``eval_train_pool``)."""
-TARGET_FRACTION = 0.5
-"""Sample-efficiency target: GRPO's seed-mean held-out curve at this fraction of its budget (mid-run, not plateau)."""
+TARGET_GAIN = 0.5
+"""Sample-efficiency target: GRPO's seed-mean held-out accuracy after this fraction of its gain (start → mean of its
+last 3 evaluations), a level GRPO reaches mid-run on the rising part of its curve, not at its plateau."""
 MEAN_KEYS = {"live_eq44_ratio": "alloc/variance_reduction_ratio", "clipfrac": "loss/clipfrac",
              "frac_boosted": "mod/frac_boosted", "frac_damped": "mod/frac_damped",
              "compensation_mean": "mod/compensation_mean", "grad_norm": "actor/grad_norm", "entropy": "actor/entropy",
@@ -177,7 +178,7 @@ def summarize(runs: Runs) -> dict[str, Any]:
             rows[row] = summarize_row(items, grpo, dynamo)
             if grpo:
                 eff = sample_efficiency({r["spec"]["seed"]: curve(r) for r in items},
-                                        {r["spec"]["seed"]: curve(r) for r in grpo}, TARGET_FRACTION)
+                                        {r["spec"]["seed"]: curve(r) for r in grpo}, TARGET_GAIN)
                 rows[row]["efficiency"] = eff.to_dict() if eff else None
         grpo = runs.get((group, "grpo"))
         initial = [r["initial"] for r in (grpo or []) if r.get("initial")]
@@ -216,14 +217,18 @@ def fmt_efficiency(eff: dict[str, Any] | None, *, reference: bool = False) -> st
     if not eff:
         return "–"
     if reference:
-        return f"{eff['reference_rollouts']:.0f} (target {eff['target'] * 100:.1f} %)" if eff.get(
-            "reference_rollouts") else "–"
+        if not eff.get("reference_rollouts"):
+            return "–"
+        share = (f", {eff['reference_rollouts'] / eff['reference_budget']:.0%} of its budget"
+                 if eff.get("reference_budget") else "")
+        return f"{eff['reference_rollouts']:.0f} (target {eff['target'] * 100:.1f} %{share})"
     if not eff.get("reference_rollouts"):
-        return "n/a (GRPO's mid-run accuracy is not above its start)"
+        return "n/a (GRPO does not improve)"
     if eff.get("rollouts") is None:
         return "not reached"
     high = "∞" if eff.get("ratio_high_infinite") else _num(eff.get("ratio_high"), ".2f")
-    return f"{eff['rollouts']:.0f} = {_num(eff.get('ratio'), '.2f')}× [{_num(eff.get('ratio_low'), '.2f')}, {high}]"
+    return (f"{eff['rollouts']:.0f} vs {eff['reference_rollouts']:.0f} = {_num(eff.get('ratio'), '.2f')}× "
+            f"[{_num(eff.get('ratio_low'), '.2f')}, {high}]")
 
 
 def table(group: dict[str, Any], rows: list[str], k_high: str | None = None, vs_dynamo: bool = False) -> str:
@@ -236,7 +241,7 @@ def table(group: dict[str, Any], rows: list[str], k_high: str | None = None, vs_
     k_high = k_high or (ks[-1] if ks else "pass@1")
     head = ["Method", "seeds", *[f"{lv} P@1" for lv in levels], "Avg P@1", f"Avg {k_high.replace('pass', 'P')}",
             "Δ P@1 vs GRPO (paired)"] + (["Δ P@1 vs DynaMO (paired)"] if vs_dynamo else []) + [
-            "rollouts to GRPO's mid-run accuracy (× GRPO, 95 % CI)"]
+            "rollouts to half of GRPO's gain (× GRPO's, 95 % CI)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if group.get("initial_pass@1"):
         init = ["warm-start model (before RL)", "–", *[f"{group['initial_levels'].get(lv, float('nan')) * 100:.1f}"
@@ -395,8 +400,10 @@ def markdown(summary: dict[str, Any]) -> str:
         parts += ["## Main comparison (Table 1 layout)\n",
                   "Δ: paired over seeds (95 % t interval); n.s. = the interval contains 0, then MDE = the minimum "
                   "detectable effect at 80 % power from the same paired differences. Last column: rollouts until "
-                  f"the seed-mean held-out curve first reaches GRPO's own seed-mean accuracy at {TARGET_FRACTION:.0%} "
-                  "of its budget, and the ratio to GRPO's crossing (95 % bootstrap interval over seeds).\n",
+                  "the seed-mean held-out curve first reaches the accuracy at which GRPO's seed-mean curve has made "
+                  f"{TARGET_GAIN:.0%} of its gain (start → mean of its last 3 evaluations), and the ratio to GRPO's "
+                  "own crossing on the same seeds (\"method vs GRPO = ratio\"; 95 % bootstrap interval over seeds, the target "
+                  "recomputed in each resample).\n",
                   table(main, ["grpo", "clip_higher", *extra, "dynamo", "dynamo_theory"]),
                   resolution_note(main),
                   "\n## Ablations (Table 2 layout)\n",

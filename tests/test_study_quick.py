@@ -82,13 +82,16 @@ def test_sample_efficiency_on_hand_made_curves():
 
     ref = {s: ([0, 100, 200, 300], [0.2, 0.3, 0.4, 0.45]) for s in range(4)}
     fast = {s: ([0, 100, 200, 300], [0.2, 0.35, 0.42, 0.46]) for s in range(4)}
-    eff = sample_efficiency(fast, ref, fraction=0.5, n_boot=50)
-    # target = GRPO at 150 rollouts = 0.35, reached by GRPO at 150 and by the method at 100
-    assert eff.target == pytest.approx(0.35)
-    assert eff.reference_rollouts == pytest.approx(150.0) and eff.rollouts == pytest.approx(100.0)
+    eff = sample_efficiency(fast, ref, gain_fraction=0.5, final_points=1, n_boot=50)
+    # target = 0.2 + 0.5 * (0.45 - 0.2) = 0.325: GRPO crosses it at 125 rollouts, the method at 100 * 0.125 / 0.15
+    assert eff.target == pytest.approx(0.325)
+    assert eff.reference_rollouts == pytest.approx(125.0) and eff.rollouts == pytest.approx(250 / 3)
     assert eff.ratio == pytest.approx(2 / 3) and eff.ratio_low == pytest.approx(2 / 3)
+    assert eff.reference_budget == 300
+    # final value = mean of the last 3 points by default: 0.2 + 0.5 * ((0.3 + 0.4 + 0.45) / 3 - 0.2)
+    assert sample_efficiency(fast, ref, n_boot=10).target == pytest.approx(0.2 + 0.5 * (1.15 / 3 - 0.2))
     slow = {s: ([0, 100, 200, 300], [0.2, 0.21, 0.22, 0.23]) for s in range(4)}
-    never = sample_efficiency(slow, ref, n_boot=20)
+    never = sample_efficiency(slow, ref, final_points=1, n_boot=20)
     assert never.rollouts is None and never.to_dict()["ratio_high_infinite"] and never.reached_share == 0.0
 
 

@@ -46,7 +46,10 @@ def _measure(text: str, tokenizer: Any, max_prompt_tokens: int, longest_token: i
         at_least = math.ceil(len(text) / longest_token)
         if at_least > max_prompt_tokens:
             return at_least, False
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"]), True
+    try:  # verbose=False: no "longer than the model's maximum" warning from transformers, we report it ourselves
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]), True
+    except TypeError:  # a plain callable without transformers' keyword
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]), True
 
 
 def check_prompt_lengths(problems: Sequence[Problem], tokenizer: Any, max_prompt_tokens: int, *,

@@ -59,6 +59,12 @@ class DataConfig:
     """Prompt template name for real datasets (``dynamo_rl.data.templates``); ``None`` = the loader's default."""
     max_problems: int | None = None
     """Use only the first N training problems (``None`` = all)."""
+    max_prompt_tokens: int | None = None
+    """Longest prompt, in tokens; ``None`` = the model's context minus ``rollout.max_new_tokens``. Longer prompts are
+    refused before the model loads, naming the row, unless ``skip_long_prompts``."""
+    skip_long_prompts: bool = False
+    """Leave prompts over the limit out (the count is printed as a warning before training) instead of refusing
+    the run."""
     demo_train_per_level: int = 64
     """Demo task: training problems per difficulty level."""
     demo_eval_per_level: int = 32
@@ -70,6 +76,8 @@ class DataConfig:
         _require(bool(self.dataset), "data.dataset", self.dataset, "must be a file, a hub id or 'demo'")
         _require(self.max_problems is None or self.max_problems > 0, "data.max_problems", self.max_problems,
                  "must be > 0 or None")
+        _require(self.max_prompt_tokens is None or self.max_prompt_tokens > 0, "data.max_prompt_tokens",
+                 self.max_prompt_tokens, "must be > 0 or None")
         _require(self.demo_train_per_level > 0, "data.demo_train_per_level", self.demo_train_per_level, "must be > 0")
         _require(self.demo_eval_per_level > 0, "data.demo_eval_per_level", self.demo_eval_per_level, "must be > 0")
 

@@ -137,7 +137,58 @@ def _load_source(source: str, template: str | None, limit: int | None) -> list[P
     return list(load_problems(source, limit=limit, **kwargs))
 
 
-def load_train_problems(config: TrainConfig) -> list[Problem]:
+def prompt_token_limit(config: TrainConfig) -> tuple[int | None, str]:
+    """The longest allowed prompt in tokens and where the limit comes from: ``data.max_prompt_tokens`` and/or the
+    model's context minus ``rollout.max_new_tokens`` (the smaller wins); ``(None, "")`` when neither applies."""
+    limits = []
+    if config.data.max_prompt_tokens is not None:
+        limits.append((config.data.max_prompt_tokens, f"data.max_prompt_tokens={config.data.max_prompt_tokens}"))
+    context = context_length(config)
+    if context is not None:
+        limits.append((context - config.rollout.max_new_tokens, f"the model's context of {context} leaves "
+                       f"{context - config.rollout.max_new_tokens} after rollout.max_new_tokens="
+                       f"{config.rollout.max_new_tokens}"))
+    return min(limits) if limits else (None, "")
+
+
+def within_prompt_limit(config: TrainConfig, problems: list[Problem], tokenizer: Any,
+                        field_name: str) -> tuple[list[Problem], int]:
+    """``(kept problems, number skipped)``: prompts over :func:`prompt_token_limit` are refused (``ValueError``
+    naming ``field_name``, the row and both lengths) or, with ``data.skip_long_prompts``, left out and counted."""
+    from dynamo_rl.data.limits import check_prompt_lengths
+
+    limit, why = prompt_token_limit(config)
+    if limit is None:
+        return problems, 0
+    if limit < 1:
+        raise ValueError(f"invalid rollout.max_new_tokens={config.rollout.max_new_tokens}: {why}")
+    try:
+        return check_prompt_lengths(problems, tokenizer, limit, skip=config.data.skip_long_prompts)
+    except ValueError as err:
+        import re
+
+        found = re.match(r"(row .+?: the prompt has .+? tokens \(\d+ characters\))", str(err))
+        if found is None:
+            raise
+        raise ValueError(f"{field_name} {found.group(1)}, but {why}; remove or shorten the row, lower "
+                         "rollout.max_new_tokens, or set data.skip_long_prompts=true") from None
+
+
+def load_train_problems(config: TrainConfig, tokenizer: Any = None) -> list[Problem]:
+    """The training problems; with ``tokenizer``, prompts over the length limit are refused or skipped (counted in
+    a warning) as :func:`within_prompt_limit` says."""
+    problems = _train_problems(config)
+    if tokenizer is not None:
+        problems, skipped = within_prompt_limit(config, problems, tokenizer, "data.dataset")
+        if skipped:
+            import warnings
+
+            warnings.warn(f"data.skip_long_prompts: left out {skipped} training prompt(s) over the length limit "
+                          f"({prompt_token_limit(config)[1]}); {len(problems)} remain", stacklevel=2)
+    return problems
+
+
+def _train_problems(config: TrainConfig) -> list[Problem]:
     data = config.data
     if data.dataset == "demo":
         from dynamo_rl.demo.task import make_problems

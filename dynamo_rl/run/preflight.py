@@ -72,33 +72,35 @@ def check_data(config: TrainConfig) -> int:
 
 
 def check_prompt_lengths(config: TrainConfig) -> None:
-    """The longest prompt plus ``rollout.max_new_tokens`` fits the model's context (``max_position_embeddings``)."""
-    from dynamo_rl.run.loading import context_length, load_eval_problems, load_tokenizer, load_train_problems
+    """Every prompt fits :func:`~dynamo_rl.run.loading.prompt_token_limit` (``data.max_prompt_tokens`` and the model's
+    context minus ``rollout.max_new_tokens``), or is skipped and counted when ``data.skip_long_prompts`` is set; the
+    training problems left must still fill a step. Linear in the text, never a hang (``dynamo_rl.data.limits``)."""
+    import warnings
 
-    limit = context_length(config)
+    from dynamo_rl.run.loading import (
+        _train_problems,
+        load_eval_problems,
+        load_tokenizer,
+        prompt_token_limit,
+        within_prompt_limit,
+    )
+
+    limit, why = prompt_token_limit(config)
     if limit is None:
         return
-    budget = limit - config.rollout.max_new_tokens
-    if budget < 1:
-        raise PreflightError(f"invalid rollout.max_new_tokens={config.rollout.max_new_tokens}: the model's context "
-                             f"is {limit} tokens")
     tokenizer = load_tokenizer(config)
-    longest_token = max((len(token) for token in tokenizer.get_vocab()), default=1) or 1
-    for name, problems in (("data.dataset", load_train_problems(config)), ("data.eval_dataset",
-                                                                          load_eval_problems(config))):
-        for problem in problems:
-            text = problem.prompt or problem.problem
-            if len(text) <= budget:  # no tokenizer makes more tokens than characters (+ specials, checked below)
-                continue
-            at_least = -(-len(text) // longest_token)  # no token is longer than the longest vocabulary entry
-            length = at_least if at_least > budget else len(
-                tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-            if length > budget:
-                raise PreflightError(
-                    f"{name} row {problem.prompt_id!r}: the prompt has {'at least ' if at_least > budget else ''}{length} "
-                    f"tokens ({len(text)} characters), but the model's context of "
-                    f"{limit} leaves {budget} after rollout.max_new_tokens={config.rollout.max_new_tokens}; remove "
-                    "or shorten the row, or lower rollout.max_new_tokens")
+    for name, problems in (("data.dataset", _train_problems(config)), ("data.eval_dataset",
+                                                                      load_eval_problems(config))):
+        try:
+            kept, skipped = within_prompt_limit(config, problems, tokenizer, name)
+        except ValueError as err:
+            raise PreflightError(str(err)) from None
+        if skipped:
+            warnings.warn(f"{name}: {skipped} prompt(s) over the length limit ({why}) will be left out "
+                          f"(data.skip_long_prompts); {len(kept)} remain", stacklevel=2)
+        if name == "data.dataset" and len(kept) < config.rollout.prompts_per_step:
+            raise PreflightError(f"invalid rollout.prompts_per_step={config.rollout.prompts_per_step}: only "
+                                 f"{len(kept)} training prompt(s) fit the length limit ({why})")
 
 
 OPTIONAL_PACKAGES = (("rollout.backend", "vllm", "vllm", "pip install 'dynamo-rl[vllm]' (needs a CUDA GPU), or "

@@ -100,8 +100,10 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
     torch.manual_seed(config.run.seed)
     if model is None:
         model, tokenizer = loading.load_policy(config)
-    problems = loading.load_train_problems(config) if problems is None else problems
-    eval_problems = loading.load_eval_problems(config) if eval_problems is None else eval_problems
+    problems = loading.load_train_problems(config, tokenizer) if problems is None else problems
+    if eval_problems is None:
+        eval_problems, _ = loading.within_prompt_limit(config, loading.load_eval_problems(config), tokenizer,
+                                                       "data.eval_dataset")
     backend = setup.make_rollout_backend(config, model, tokenizer) if backend is None else backend
     owns_verifier = verifier is None
     verifier = setup.make_verifier(config) if verifier is None else verifier

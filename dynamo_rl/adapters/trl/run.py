@@ -144,7 +144,7 @@ def run_trl(config: TrainConfig, *, resume: bool = False) -> list[dict[str, Any]
     updates_per_step = _batch_kwargs(config, PartialState().num_processes)[1]
     model, tokenizer = load_policy(config)
     trainer = DynaMOTrainer(model=model, reward_funcs=[math_verify_reward], args=args,
-                            train_dataset=problems_to_dataset(load_train_problems(config)),
+                            train_dataset=problems_to_dataset(load_train_problems(config, tokenizer)),
                             processing_class=tokenizer)
     checkpoint = None
     start_step = 0
