@@ -24,7 +24,7 @@ from dynamo_rl.rollout.types import SamplingParams
 from dynamo_rl.run import metric_names as K
 from dynamo_rl.run.allocator import RolloutAllocator
 from dynamo_rl.run.atomic import atomic_write_text
-from dynamo_rl.run.checkpoint import latest_checkpoint, load_checkpoint, restore_latest, save_checkpoint
+from dynamo_rl.run.checkpoint import load_checkpoint, restore_latest, save_checkpoint
 from dynamo_rl.run.config import TrainConfig, config_to_dict, config_yaml
 from dynamo_rl.run.metrics import MetricsLogger, reward_metrics
 from dynamo_rl.trainer import sampling
@@ -68,16 +68,16 @@ def evaluate(backend: Any, verifier: Any, problems: list[Problem], config: Train
     return out
 
 
-def _restore(run_dir: Path, resume: bool, *, model: Any, optimizer: Any, scheduler: Any,
+def _restore(config: TrainConfig, resume: bool, *, model: Any, optimizer: Any, scheduler: Any,
              allocator: RolloutAllocator) -> int:
-    """Load the newest readable checkpoint of ``run_dir`` when resuming and return its step (0 for a fresh run). A
-    fresh run refuses a directory that already holds checkpoints, so nothing is overwritten by accident."""
+    """The step the run starts from (:func:`dynamo_rl.run.preflight.check_resume`: a fresh run refuses a directory
+    that already holds a run), after loading the newest readable checkpoint when resuming."""
+    from dynamo_rl.run.preflight import check_resume
+
+    check_resume(config, resume)
     if not resume:
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is not None:
-            raise FileExistsError(f"{run_dir} already holds a run (checkpoint {checkpoint.name}); resume it with "
-                                  f"--resume {run_dir} or choose another --output")
         return 0
+    run_dir = Path(config.run.output_dir)
     loaded = restore_latest(run_dir, lambda path: load_checkpoint(path, model=model, optimizer=optimizer,
                                                                    scheduler=scheduler, allocator=allocator))
     if loaded is None:
@@ -113,7 +113,7 @@ def train(config: TrainConfig, *, model: Any = None, tokenizer: Any = None, prob
     run_dir = Path(config.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = config_yaml(config)
-    start_step = _restore(run_dir, resume, model=model, optimizer=optimizer, scheduler=scheduler, allocator=allocator)
+    start_step = _restore(config, resume, model=model, optimizer=optimizer, scheduler=scheduler, allocator=allocator)
     atomic_write_text(run_dir / "config.yaml", text)
     logger = MetricsLogger(run_dir, tensorboard=config.run.tensorboard, wandb=config.run.wandb,
                              wandb_project=config.run.wandb_project, config=config_to_dict(config),
