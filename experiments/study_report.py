@@ -266,7 +266,7 @@ def allocator_table(group: dict[str, Any]) -> str:
     rows = [r for r in ["grpo", "no_dra", "dynamo", *sorted(r for r in group["rows"] if r.startswith("alloc_"))]
             if r in group["rows"]]
     if not any(r.startswith("alloc_") for r in rows):
-        return ""
+        return "_no allocator rows have finished yet_\n"
     head = ["Row", "allocator", "seeds", "rollouts per run", "live Eq 44 ratio", "Avg P@1", "Δ vs GRPO", "Δ vs DynaMO"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     names = {"grpo": "uniform", "no_dra": "uniform", "dynamo": "official"}
@@ -414,8 +414,8 @@ def markdown(summary: dict[str, Any]) -> str:
                   "\n## Mean rollouts per prompt by level over training\n",
                   allocation_table(main, [r for r in ("grpo", "dynamo", "dynamo_theory", "no_dra", "alloc_optimal",
                                                       "alloc_variance_matched", "alloc_knapsack")])]
-    if "budget" in summary:
-        parts += ["\n## Budget sweep (mean rollouts per prompt)\n", budget_table(summary)]
+    parts += ["\n## Budget sweep (mean rollouts per prompt)\n",
+              budget_table(summary) if "budget" in summary else "_no budget-sweep runs have finished yet_\n"]
     if summary.get("variance"):
         parts += ["\n## Gradient-estimator variance at fixed checkpoints (measured vs Eq 44)\n",
                   variance_table(summary["variance"])]

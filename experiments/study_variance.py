@@ -116,8 +116,14 @@ def signal(gram: np.ndarray, weights: np.ndarray | None = None) -> float:
 
 def noise_to_signal(gram: np.ndarray, weights: np.ndarray | None = None) -> float:
     """tr Cov(g) / ‖E g‖²: the estimator's variance relative to its squared mean (scale-free, so allocations whose
-    token-mean gradients have different sizes compare fairly)."""
-    return trace_variance(gram, weights) / max(signal(gram, weights), 1e-300)
+    token-mean gradients have different sizes compare fairly). NaN when the estimated signal is not positive."""
+    sig = signal(gram, weights)
+    return trace_variance(gram, weights) / sig if sig > 0 else float("nan")
+
+
+def _ratio(a: float, b: float) -> float | None:
+    """a / b, None when b is 0 or either is not finite (e.g. no gradient at all in every draw)."""
+    return a / b if b != 0 and np.isfinite(a) and np.isfinite(b) else None
 
 
 def _success_counts(backend: Any, verifier: Any, problems: list[Any], samples: int, params: Any) -> np.ndarray:
@@ -227,7 +233,7 @@ def measure_variance(spec_dict: dict[str, Any], sizes_dict: dict[str, Any], outp
             for k in ("token", "prompt"):
                 base = trace_variance(reference[k])
                 stats[f"measured_ratio_{k}"] = stats[f"variance_{k}"] / base if base > 0 else None
-                stats[f"relative_ratio_{k}"] = noise_to_signal(grams[name][k]) / noise_to_signal(reference[k])
+                stats[f"relative_ratio_{k}"] = _ratio(noise_to_signal(grams[name][k]), noise_to_signal(reference[k]))
                 if name == "grpo" or base <= 0:
                     continue
                 ratios, relative = [], []
@@ -236,11 +242,12 @@ def measure_variance(spec_dict: dict[str, Any], sizes_dict: dict[str, Any], outp
                     w_b = np.bincount(boot.integers(0, r, r), minlength=r).astype(float)
                     ratios.append(trace_variance(grams[name][k], w_a) / max(trace_variance(reference[k], w_b),
                                                                              1e-300))
-                    relative.append(noise_to_signal(grams[name][k], w_a) / noise_to_signal(reference[k], w_b))
+                    relative.append(_ratio(noise_to_signal(grams[name][k], w_a), noise_to_signal(reference[k], w_b)))
                 stats[f"measured_ratio_{k}_ci"] = [float(np.percentile(ratios, 2.5)),
                                                    float(np.percentile(ratios, 97.5))]
-                stats[f"relative_ratio_{k}_ci"] = [float(np.percentile(relative, 2.5)),
-                                                   float(np.percentile(relative, 97.5))]
+                relative = [v for v in relative if v is not None]
+                stats[f"relative_ratio_{k}_ci"] = ([float(np.percentile(relative, 2.5)),
+                                                    float(np.percentile(relative, 97.5))] if relative else None)
         result["checkpoints"].append(entry)
     result["seconds"] = {"total": time.perf_counter() - start}
     write_json_atomic(result_path(out, spec), finite(result))

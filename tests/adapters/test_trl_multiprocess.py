@@ -24,13 +24,13 @@ def _free_port() -> int:
 
 
 def _reference_advantages(rewards: list[float], prompts: list[str]) -> torch.Tensor:
-    """TRL's rule written out per group (mean, Bessel std, ε = 1e-4) over the rows of both ranks."""
+    """TRL's rule written out per group (mean, Bessel std, ε = loss.grpo_eps = 1e-6) over the rows of both ranks."""
     values = torch.tensor(rewards, dtype=torch.float64)
     out = torch.zeros_like(values)
     for prompt in dict.fromkeys(prompts):
         rows = torch.tensor([p == prompt for p in prompts])
         group = values[rows]
-        out[rows] = (group - group.mean()) / (group.std(unbiased=True) + 1e-4)
+        out[rows] = (group - group.mean()) / (group.std(unbiased=True) + 1e-6)
     return out
 
 
