@@ -59,7 +59,11 @@ class Allocation:
     has_history: np.ndarray
     """bool (M,): prompts with at least ``min_history`` historical rollouts."""
     variance_ratio: float | None
-    """Live Eq 44: Σσ²/n_i over Σσ²/n̄ for the prompts with history, σ = √P from history; None without history."""
+    """Live Eq 44: Σσ²/n_i over Σσ²/n̄ for the prompts with history, σ = √P from history, n̄ = their mean n_i (the
+    same rollouts spread uniformly); None without history."""
+    variance_ratio_configured: float | None = None
+    """Σσ²/n_i over Σσ²/n̄ with n̄ = ``allocation.mean_rollouts`` (uniform at the configured budget): differs from
+    ``variance_ratio`` only for a budget-saving allocator (``variance_matched``: ≈ its target ρ when it is met)."""
 
     @property
     def budget(self) -> int:
@@ -120,8 +124,14 @@ class RolloutAllocator:
         result = allocate_rollouts(correct, total, budget=budget, **self.config.core_kwargs())
         counts = np.asarray(result.num_rollouts, dtype=np.int64)
         ratio = live_variance_ratio(correct, total, counts, self.config.min_history) if ids else None
+        configured = None
+        if ratio is not None:
+            known = total >= max(self.config.min_history, 2)
+            spent, uniform = counts[known].sum(), known.sum() * self.config.mean_rollouts
+            configured = ratio * uniform / spent if spent else None  # Σσ²/n_i ÷ Σσ²/n̄ scales with the total
         return Allocation(prompt_ids=ids, num_rollouts=counts, result=result,
-                          has_history=total >= self.config.min_history, variance_ratio=ratio)
+                          has_history=total >= self.config.min_history, variance_ratio=ratio,
+                          variance_ratio_configured=configured)
 
     # -- history --------------------------------------------------------------------------------------------------
     def update(self, prompt_ids: Sequence[str], num_correct: Sequence[float], num_samples: Sequence[float]) -> None:
@@ -155,6 +165,8 @@ class RolloutAllocator:
             K.ALLOC_WITH_HISTORY: float(allocation.has_history.mean()),
             K.ALLOC_VARIANCE_RATIO: allocation.variance_ratio,
         })
+        if result.requested_budget != int(n.sum()):
+            out[K.ALLOC_VARIANCE_RATIO_CONFIGURED] = allocation.variance_ratio_configured
         if not scalars_only:
             values, counts = np.unique(n, return_counts=True)
             out[K.ALLOC_HISTOGRAM] = {str(int(v)): int(c) for v, c in zip(values, counts)}

@@ -136,3 +136,9 @@ def test_budget_saving_allocator_reports_what_it_saved():
     metrics = allocator.metrics(allocation, scalars_only=True)
     assert allocation.budget < 16 * 8
     assert metrics[K.ALLOC_ROLLOUTS_SAVED] == 16 * 8 - allocation.budget > 0
+    # against uniform GRPO at the configured budget, the variance target (ρ = 1) is met with fewer rollouts
+    correct, total = allocator.history.counts(ids)
+    sigma2 = bernoulli_variance(correct, total)
+    want = float((sigma2 / allocation.num_rollouts).sum() / (sigma2 / 8).sum())
+    assert metrics[K.ALLOC_VARIANCE_RATIO_CONFIGURED] == pytest.approx(want) and want <= 1.0
+    assert K.ALLOC_VARIANCE_RATIO_CONFIGURED not in _trained().metrics(_trained().allocate(IDS))  # full budget
