@@ -68,6 +68,17 @@ def test_snippet_markup():
     assert ds.markup_problems() == []
 
 
+def test_no_runnable_snippet_starts_a_background_job():
+    """A block that backgrounds work (``&`` at the end of a command, ``nohup``) would outlive its test and load the
+    machine for hours: it must carry a skip marker."""
+    import re
+
+    for snippet in ds.collect():
+        if snippet.runs and snippet.kind == "bash":
+            assert not re.search(r"(^|\s)nohup\s|&\s*(#.*)?$", snippet.text, flags=re.MULTILINE), \
+                f"{snippet.doc}:{snippet.line} starts a background job; mark it <!-- snippet: skip (why) -->"
+
+
 def test_every_snippet_is_run_or_skipped_with_a_reason():
     snippets = ds.collect()
     runnable = [s for s in snippets if s.kind in ("bash", "python")]
