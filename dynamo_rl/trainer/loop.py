@@ -72,11 +72,10 @@ def _restore(config: TrainConfig, resume: bool, *, model: Any, optimizer: Any, s
              allocator: RolloutAllocator) -> int:
     """The step the run starts from (:func:`dynamo_rl.run.preflight.check_resume`: a fresh run refuses a directory
     that already holds a run), after loading the newest readable checkpoint when resuming."""
-    from dynamo_rl.run.preflight import check_resume
-
-    check_resume(config, resume)
     if not resume:
-        return 0
+        from dynamo_rl.run.preflight import check_resume
+
+        return check_resume(config, resume=False)
     run_dir = Path(config.run.output_dir)
     loaded = restore_latest(run_dir, lambda path: load_checkpoint(path, model=model, optimizer=optimizer,
                                                                    scheduler=scheduler, allocator=allocator))
