@@ -4,7 +4,7 @@ TRL reshapes the gathered rewards with ``view(-1, num_generations)``; under Dyna
 different sizes n_i, so the same rule is recomputed here with segment (group-id) statistics. It keeps TRL's
 semantics exactly: NaN rewards (every reward function returned None) are left out of the group baseline and get
 advantage 0; ``scale_rewards`` ∈ {group, batch, none}; ``multi_objective_aggregation`` ∈ {sum_then_normalize,
-normalize_then_sum}; ε = 1e-4; Bessel-corrected std, NaN for groups with fewer than two scored rows (→ advantage 0).
+normalize_then_sum}; ε (TRL: 1e-4; the adapter passes ``loss.grpo_eps``); Bessel-corrected std, NaN for groups with fewer than two scored rows (→ advantage 0).
 With equal group sizes the result equals TRL's (tested).
 
 Shapes: ``rewards_per_func`` (B, F), ``reward_weights`` (F,), ``group_ids`` (B,) int in [0, G).
