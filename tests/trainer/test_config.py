@@ -107,3 +107,34 @@ def test_gpu_config_is_valid():
 
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "qwen2.5-math-1.5b-dapo-1gpu.yaml")
     assert config.rollout.backend == "vllm" and config.method.allocation.n_min == 8
+
+
+def test_a_saved_dynamo_config_with_method_grpo_trains_grpo(tmp_path):
+    """--config RUN/config.yaml --method grpo: the method decides the method sections (uniform allocation, no
+    modulation, the GRPO loss); the fields the user set in the original run are kept; config.yaml says what ran."""
+    from dynamo_rl.run.config import config_from_dict, config_to_dict, load_config, save_config
+    from dynamo_rl.train_cli import demo_config_path
+
+    dynamo = load_config(demo_config_path())
+    assert dynamo.method.allocation.allocator == "official" and dynamo.method.modulation.enabled
+    save_config(dynamo, tmp_path / "config.yaml")
+    grpo = load_config(tmp_path / "config.yaml", [("method", "grpo")])
+    assert grpo.method_name == "grpo"
+    assert grpo.method.allocation.allocator == "uniform" and not grpo.method.modulation.enabled
+    assert grpo.method.loss.eps_high == 0.2  # the GRPO backbone, not the official preset's 0.28
+    assert (grpo.method.allocation.mean_rollouts, grpo.method.allocation.n_min) == (8, 4)  # explicit in demo.yaml
+    assert grpo.rollout == dynamo.rollout and grpo.optim == dynamo.optim
+    assert config_to_dict(grpo)["method"] == "grpo" and config_from_dict(config_to_dict(grpo)) == grpo
+
+
+def test_an_explicit_value_equal_to_a_default_still_wins():
+    from dynamo_rl.run.config import load_config
+
+    # allocator "official" is the dataclass default, but the paper preset picks waterfill: the user's choice wins
+    config = load_config(None, [("preset", "paper"), ("allocation.allocator", "official")])
+    assert config.method.allocation.allocator == "official" and config.explicit == ("allocation.allocator",)
+    # and it survives a change of method through the saved config
+    from dynamo_rl.run.config import config_from_dict, config_to_dict
+
+    again = config_from_dict(config_to_dict(config), [("method", "no_gc")])
+    assert again.method.allocation.allocator == "official" and not again.method.modulation.gradient_compensation
