@@ -28,8 +28,8 @@ from dynamo_rl.run.config import (
     parse_override,
     parse_value,
     read_config_file,
-    section_docs,
 )
+from dynamo_rl.run.config_docs import section_docs
 
 DEMO_CONFIG = "demo.yaml"
 USAGE = "dynamo-rl train [--config FILE | --resume RUN_DIR] [options] [--SECTION.FIELD VALUE ...]"

@@ -22,10 +22,7 @@ Dotted overrides (``loss.eps_high=0.2``) apply on top of the YAML; values are pa
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -583,25 +580,3 @@ def config_yaml(config: TrainConfig) -> str:
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write ``config.yaml`` atomically."""
     atomic_write_text(path, config_yaml(config))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Help text from attribute docstrings
-# ----------------------------------------------------------------------------------------------------------------
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings of a dataclass (the string literal right after each annotated field)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:] + [None]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if (isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                    and isinstance(following.value.value, str)):
-                docs[node.target.id] = " ".join(following.value.value.split())
-    return docs
-
-
-def section_docs() -> dict[str, tuple[str, dict[str, str]]]:
-    """``{section: (class docstring, {field: docstring})}`` for every config section."""
-    return {name: ((cls.__doc__ or "").strip(), field_docs(cls)) for name, cls in SECTIONS.items()}

@@ -11,10 +11,10 @@ from dynamo_rl.run.config import (
     OptimConfig,
     config_from_dict,
     config_to_dict,
-    field_docs,
     load_config,
     parse_override,
 )
+from dynamo_rl.run.config_docs import field_docs
 from dynamo_rl.train_cli import add_arguments, collect_overrides, demo_config_path
 
 

@@ -39,7 +39,7 @@ ADAPTER_ADVANTAGES = ("grpo", "dr_grpo", "w_reinforce", "rloo")
 
 
 def _field_docs(cls: type) -> dict[str, str]:
-    from dynamo_rl.run.config import field_docs
+    from dynamo_rl.run.config_docs import field_docs
 
     return field_docs(cls)
 
