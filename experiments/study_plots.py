@@ -96,7 +96,7 @@ def paired_deltas(summary: dict[str, Any], out: Path) -> Path:
             ax.hlines([cmp["mde80"] * 100, -cmp["mde80"] * 100], i - 0.3, i + 0.3, color="C3", ls="--", lw=1,
                       label="± MDE (80 % power)" if i == 0 else None)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(range(len(rows)), [f"{label(n)}\n(n={r['n']})" for n, r in rows], fontsize=8)
+    ax.set_xticks(range(len(rows)), [f"{label(n).replace(', ', chr(10))}\n(n={r['n']})" for n, r in rows], fontsize=8)
     ax.set(title="Held-out pass@1 minus GRPO's, paired by seed", ylabel="Δ pass@1 (points)")
     ax.grid(alpha=0.3, axis="y")
     _legend(ax)

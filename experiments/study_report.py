@@ -112,6 +112,23 @@ def _mean_metric(results: list[dict[str, Any]], key: str | None) -> float | None
     return float(np.mean(values)) if values else None
 
 
+WINDOW = 3
+"""Batches at the start and at the end of training over which the zero-variance group shares are averaged."""
+
+
+def _window_share(results: list[dict[str, Any]], key: str | None, *, end: bool) -> float | None:
+    """Mean over seeds of ``key`` (None: all-correct + all-wrong) over the first or last ``WINDOW`` batches."""
+    values = []
+    for r in results:
+        recs = [rec for rec in r["curve"] if rec.get("step", 0) > 0 and "groups/all_correct_frac" in rec]
+        for rec in (recs[-WINDOW:] if end else recs[:WINDOW]):
+            value = ((rec.get("groups/all_correct_frac") or 0.0) + (rec.get("groups/all_wrong_frac") or 0.0)
+                     if key is None else rec.get(key))
+            if value is not None and math.isfinite(value):
+                values.append(value)
+    return float(np.mean(values)) if values else None
+
+
 def summarize_row(results: list[dict[str, Any]], grpo: list[dict[str, Any]] | None,
                   dynamo: list[dict[str, Any]] | None) -> dict[str, Any]:
     """Intervals of the final metrics, paired comparisons, spending and mechanism statistics of one row."""
@@ -136,6 +153,10 @@ def summarize_row(results: list[dict[str, Any]], grpo: list[dict[str, Any]] | No
     row["updates_per_batch"] = results[0].get("updates_per_batch")
     for name, key in MEAN_KEYS.items():
         row[name] = _mean_metric(results, key)
+    for when in ("start", "end"):
+        for name, key in (("degenerate", None), ("all_correct", "groups/all_correct_frac"),
+                          ("all_wrong", "groups/all_wrong_frac")):
+            row[f"{name}_{when}"] = _window_share(results, key, end=when == "end")
     alloc = defaultdict(list)
     for r in results:
         for rec in r["curve"]:
@@ -336,6 +357,24 @@ def mechanism_table(group: dict[str, Any], rows: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def zero_variance_table(group: dict[str, Any], rows: list[str]) -> str:
+    """Share of prompts whose group is all correct or all wrong, over the first and the last batches."""
+    present = [r for r in rows if r in group["rows"] and group["rows"][r].get("degenerate_start") is not None]
+    if not present:
+        return ""
+    head = ["Method", f"zero-variance groups, batches 1–{WINDOW}", "of which all correct / all wrong",
+            f"zero-variance groups, last {WINDOW} batches", "of which all correct / all wrong"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in present:
+        row = group["rows"][name]
+        cells = [label(name)]
+        for when in ("start", "end"):
+            cells += [_num(row[f"degenerate_{when}"], ".1%"),
+                      f"{_num(row[f'all_correct_{when}'], '.1%')} / {_num(row[f'all_wrong_{when}'], '.1%')}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _relative(stats: dict[str, Any], reference: dict[str, Any], k: str, draws: int) -> float | None:
     """Noise-to-signal ratio to uniform's from the stored variance and mean norm (older results without it)."""
     def nsr(a: dict[str, Any]) -> float:
@@ -411,6 +450,9 @@ def markdown(summary: dict[str, Any]) -> str:
                   "\n## Allocators inside DynaMO\n", allocator_table(main),
                   "\n## Mechanism statistics over training (means over steps and seeds)\n",
                   mechanism_table(main, ordered_rows(main["rows"])),
+                  f"\n## Zero-variance groups at the start and the end of training (share of prompts, mean over "
+                  f"seeds of the first and last {WINDOW} batches)\n",
+                  zero_variance_table(main, ordered_rows(main["rows"])),
                   "\n## Mean rollouts per prompt by level over training\n",
                   allocation_table(main, [r for r in ("grpo", "dynamo", "dynamo_theory", "no_dra", "alloc_optimal",
                                                       "alloc_variance_matched", "alloc_knapsack")])]

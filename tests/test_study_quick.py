@@ -95,6 +95,30 @@ def test_sample_efficiency_on_hand_made_curves():
     assert never.rollouts is None and never.to_dict()["ratio_high_infinite"] and never.reached_share == 0.0
 
 
+def test_zero_variance_share_at_start_and_end_of_training():
+    from experiments.study_report import WINDOW, _window_share, zero_variance_table
+
+    assert WINDOW == 3
+
+    def run(shares):  # per batch: (all correct, all wrong); step 0 is the warm-start evaluation and is skipped
+        curve = [{"step": 0, "curve/heldout": 0.2}]
+        curve += [{"step": i + 1, "groups/all_correct_frac": c, "groups/all_wrong_frac": w}
+                  for i, (c, w) in enumerate(shares)]
+        return {"curve": curve}
+
+    a = run([(0.1, 0.5), (0.1, 0.4), (0.0, 0.3), (0.2, 0.2), (0.3, 0.1), (0.3, 0.0), (0.4, 0.0)])
+    b = run([(0.0, 0.6), (0.0, 0.6), (0.0, 0.6), (0.0, 0.6), (0.0, 0.6), (0.0, 0.6), (0.0, 0.6)])
+    # start: batches 1-3 of both runs; end: batches 5-7
+    assert _window_share([a, b], None, end=False) == pytest.approx((0.6 + 0.5 + 0.3 + 3 * 0.6) / 6)
+    assert _window_share([a, b], None, end=True) == pytest.approx((0.4 + 0.3 + 0.4 + 3 * 0.6) / 6)
+    assert _window_share([a], "groups/all_correct_frac", end=True) == pytest.approx(1.0 / 3)
+    assert _window_share([{"curve": [{"step": 0}]}], None, end=False) is None
+    group = {"rows": {"grpo": {"degenerate_start": 0.4, "all_correct_start": 0.03, "all_wrong_start": 0.37,
+                               "degenerate_end": 0.368, "all_correct_end": 0.058, "all_wrong_end": 0.31}}}
+    table = zero_variance_table(group, ["grpo", "dynamo"])
+    assert "| GRPO | 40.0% | 3.0% / 37.0% | 36.8% | 5.8% / 31.0% |" in table and "DynaMO" not in table
+
+
 def test_full_plan_meets_the_seed_requirements():
     from collections import Counter
 
