@@ -19,8 +19,11 @@ from typing import Any
 
 CORE_ROWS = ("grpo", "dynamo")
 """The comparison the study is sized for (``--core-seeds``, 16 in the full study)."""
-MAIN_ROWS = ("grpo", "dynamo", "dynamo_theory", "no_dra", "no_gc", "no_ums", "clip_higher")
-"""Rows of Tables 1–2: GRPO, DynaMO (official, theory), the ablations and Clip-Higher (``--main-seeds``, ≥ 8)."""
+SAMPLER_ROWS = ("dapo", "adaptive")
+"""GRPO with a multi-round sampler (DAPO dynamic sampling, adaptive early stopping) at the same generated budget."""
+MAIN_ROWS = ("grpo", "dynamo", "dynamo_theory", "no_dra", "no_gc", "no_ums", "clip_higher", *SAMPLER_ROWS)
+"""Rows of Tables 1–2: GRPO, DynaMO (official, theory), the ablations, Clip-Higher and the samplers
+(``--main-seeds``, ≥ 8)."""
 ABLATION_ROWS = ("dynamo", "no_dra", "no_gc", "no_ums", "no_gc_ums", "grpo")
 ALLOCATORS = ("optimal", "variance_matched", "knapsack")
 """Allocators compared inside DynaMO (official preset, only the allocator replaced) when the core library has them."""

@@ -25,7 +25,7 @@ from experiments.stats import (
     seeds_for_mde,
     t_interval,
 )
-from experiments.study_plan import ABLATION_ROWS, LABELS, MAIN_ROWS
+from experiments.study_plan import ABLATION_ROWS, LABELS, MAIN_ROWS, SAMPLER_ROWS
 
 CURVE_KEY = "curve/heldout"
 """Held-out accuracy from the trainer's evaluation every ``eval_every`` steps (avg@n at T = 1): the learning curve."""
@@ -37,7 +37,7 @@ last 3 evaluations), a level GRPO reaches mid-run on the rising part of its curv
 MEAN_KEYS = {"live_eq44_ratio": "alloc/variance_reduction_ratio", "clipfrac": "loss/clipfrac",
              "frac_boosted": "mod/frac_boosted", "frac_damped": "mod/frac_damped",
              "compensation_mean": "mod/compensation_mean", "grad_norm": "actor/grad_norm", "entropy": "actor/entropy",
-             "degenerate_groups": None}
+             "degenerate_groups": None, "frac_discarded": "sampler/frac_discarded", "rounds": "sampler/rounds"}
 """Per-step metrics averaged over steps and seeds in the summary (``degenerate_groups``: all-correct + all-wrong)."""
 
 Runs = dict[tuple[str, str], list[dict[str, Any]]]
@@ -301,6 +301,24 @@ def allocator_table(group: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sampler_table(group: dict[str, Any]) -> str:
+    """GRPO with a multi-round sampler: what it generated, what it kept, and its accuracy against GRPO's."""
+    rows = [r for r in ("grpo", *SAMPLER_ROWS) if r in group["rows"]]
+    if not any(r in SAMPLER_ROWS for r in rows):
+        return "_no sampler rows have finished yet_\n"
+    head = ["Row", "seeds", "rollouts generated per run", "share discarded", "rounds per batch", "Avg P@1",
+            "Δ vs GRPO", "rollouts to half of GRPO's gain"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in rows:
+        row = group["rows"][name]
+        lines.append("| " + " | ".join([
+            label(name), str(row["n"]), f"{row['rollouts_per_run']:.0f}",
+            _num(row.get("frac_discarded") or 0.0, ".1%"), _num(row.get("rounds") or 1.0, ".2f"),
+            _fmt(row["pass@1"]), "–" if name == "grpo" else fmt_delta(row.get("vs_grpo")),
+            fmt_efficiency(row.get("efficiency"), reference=name == "grpo")]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def budget_table(summary: dict[str, Any]) -> str:
     """P@1 per mean budget n̄ (n̄ = 8: the main group), Δ to GRPO at the same n̄."""
     main = summary.get("main", {}).get("rows", {})
@@ -443,11 +461,12 @@ def markdown(summary: dict[str, Any]) -> str:
                   f"{TARGET_GAIN:.0%} of its gain (start → mean of its last 3 evaluations), and the ratio to GRPO's "
                   "own crossing on the same seeds (\"method vs GRPO = ratio\"; 95 % bootstrap interval over seeds, the target "
                   "recomputed in each resample).\n",
-                  table(main, ["grpo", "clip_higher", *extra, "dynamo", "dynamo_theory"]),
+                  table(main, ["grpo", "clip_higher", *SAMPLER_ROWS, *extra, "dynamo", "dynamo_theory"]),
                   resolution_note(main),
                   "\n## Ablations (Table 2 layout)\n",
                   table(main, [*ABLATION_ROWS], vs_dynamo=True),
                   "\n## Allocators inside DynaMO\n", allocator_table(main),
+                  "\n## Multi-round samplers on GRPO (same generated budget)\n", sampler_table(main),
                   "\n## Mechanism statistics over training (means over steps and seeds)\n",
                   mechanism_table(main, ordered_rows(main["rows"])),
                   f"\n## Zero-variance groups at the start and the end of training (share of prompts, mean over "

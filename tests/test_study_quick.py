@@ -119,6 +119,20 @@ def test_zero_variance_share_at_start_and_end_of_training():
     assert "| GRPO | 40.0% | 3.0% / 37.0% | 36.8% | 5.8% / 31.0% |" in table and "DynaMO" not in table
 
 
+def test_sampler_table_reports_generated_discarded_and_rounds():
+    from experiments.study_report import sampler_table
+
+    interval = {"mean": 0.25, "low": 0.24, "high": 0.26, "n": 8, "half_width": 0.01}
+    group = {"rows": {"grpo": {"n": 8, "rollouts_per_run": 12288.0, "pass@1": interval, "frac_discarded": None,
+                               "rounds": None, "efficiency": None},
+                      "dapo": {"n": 8, "rollouts_per_run": 12288.0, "pass@1": interval, "frac_discarded": 0.379,
+                               "rounds": 1.0, "efficiency": None, "vs_grpo": None}}}
+    table = sampler_table(group)
+    assert "| GRPO + DAPO dynamic sampling | 8 | 12288 | 37.9% | 1.00 |" in table
+    assert "| GRPO | 8 | 12288 | 0.0% | 1.00 |" in table
+    assert "no sampler rows" in sampler_table({"rows": {"grpo": group["rows"]["grpo"]}})
+
+
 def test_full_plan_meets_the_seed_requirements():
     from collections import Counter
 
