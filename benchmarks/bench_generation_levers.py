@@ -6,8 +6,10 @@ the levers that would keep every sampled token and log-probability bit-identical
 
 1. ``inference_mode``: ``HFBackend.generate`` inside ``torch.inference_mode()`` instead of ``no_grad`` alone;
 2. a lean sampling loop: the model's own ``forward`` driven by a hand-written loop that replays what
-   ``generate`` does for multinomial sampling (prefill, per-step logits → softmax → multinomial, EOS padding);
-   it reports whether the tokens are identical and how far the sampling log-probabilities are apart;
+   ``generate`` does for multinomial sampling (the same model inputs — position ids from the mask,
+   ``logits_to_keep=1`` — then per-step logits → softmax → multinomial, EOS padding); it reports whether the tokens
+   and the sampling log-probabilities are identical (what ``generate`` passes changes between ``transformers``
+   releases, and a wrapper with another signature changes it too: that is what makes such a loop fragile);
 3. a lean forward: the Llama decoder written out op by op (same kernels, same order) instead of the
    ``transformers`` modules, for one prefill and 16 decode steps.
 
@@ -94,24 +96,30 @@ def _left_padded(tokenizer: Any, prompts: list[str], pad: int) -> tuple[torch.Te
 @torch.no_grad()
 def _lean_sample(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new: int, eos: torch.Tensor,
                  pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial sampling at T = 1 as ``generate`` does it, without its machinery."""
+    """Multinomial sampling at T = 1 with the inputs ``generate`` (transformers 5) gives the model: position ids from
+    the attention mask (0 on padding), ``logits_to_keep=1``, and no mask at all when nothing is padded."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    unfinished = torch.ones(ids.shape[0], dtype=torch.long)
-    out = model(input_ids=ids, cache=cache, attention_mask=mask, use_cache=True, return_dict=True)
+    rows = ids.shape[0]
+    unfinished = torch.ones(rows, dtype=torch.long)
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    padded = not bool((mask == 1).all())
+    inputs = ids
     logprobs = []
-    for step in range(max_new):
-        if step:
-            out = model(input_ids=ids[:, -1:].clone(), cache=cache, attention_mask=mask, use_cache=True,
-                        return_dict=True)
+    for _ in range(max_new):
+        out = model(input_ids=inputs.clone(), cache=cache,
+                    position_ids=positions[:, -inputs.shape[1]:].clone(),
+                    attention_mask=mask if padded else None, logits_to_keep=1, use_cache=True, return_dict=True)
         logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         log_softmax = torch.log_softmax(logits, dim=-1)
         tokens = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1).squeeze(1)
         tokens = tokens * unfinished + pad * (1 - unfinished)
         logprobs.append(log_softmax.gather(1, tokens[:, None]).squeeze(1))
         ids = torch.cat([ids, tokens[:, None]], dim=-1)
-        mask = torch.cat([mask, mask.new_ones((ids.shape[0], 1))], dim=-1)
+        inputs = ids[:, -1:]
+        positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
+        mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=-1)
         unfinished = unfinished & ~torch.isin(tokens, eos)
         if unfinished.max() == 0:
             break
