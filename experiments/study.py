@@ -82,8 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"rows of the budget sweep (default {','.join(BUDGET_ROWS)})")
     parser.add_argument("--no-variance", action="store_true", help="skip the gradient-variance measurement")
     parser.add_argument("--model", default=None,
-                        help="folder of the model to start from (default: a copy of the shipped demo model, made "
-                             "once into OUTPUT/models/arith)")
+                        help="folder of the model to start from (default: a copy of experiments/models/study3_arith, "
+                             "the weights study 3 started from, made once into OUTPUT/models/arith)")
     parser.add_argument("--steps", type=int, default=None, help="override the training steps of every run")
     parser.add_argument("--size", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of experiments.study_plan.Sizes (repeatable), e.g. --size lr=3e-4")
@@ -147,18 +147,23 @@ def git_commit() -> str | None:
 
 
 def _check_plan_file(output: Path, sizes: Sizes, quick: bool, model: str | None) -> None:
-    """Refuse to mix results of different run sizes in one study folder."""
+    """Refuse to mix results of different run sizes, or of different starting weights, in one study folder."""
     path = output / "plan.json"
     sizes_dict = json.loads(json.dumps(dataclasses.asdict(sizes)))
+    card = _model_card(model)
     commands: list[str] = []
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("sizes") != sizes_dict:
             raise SystemExit(f"error: {output} holds a study with other sizes ({old.get('sizes')}); "
                              f"use another --output or delete it")
+        old_sha = (old.get("model_card") or {}).get("sha256")
+        if old_sha and card["sha256"] and old_sha != card["sha256"]:
+            raise SystemExit(f"error: {output} holds a study that started from other weights (sha256 {old_sha[:12]}…, "
+                             f"now {card['sha256'][:12]}… from {card['folder']}); use another --output or delete it")
         commands = old.get("commands", [old["command"]] if "command" in old else [])
     command = " ".join([Path(sys.executable).name, *sys.argv])
-    write_json_atomic(path, {"sizes": sizes_dict, "quick": quick, "model": model, "model_card": _model_card(model),
+    write_json_atomic(path, {"sizes": sizes_dict, "quick": quick, "model": model, "model_card": card,
                              "commit": git_commit(), "command": command, "commands": [*commands, command]})
 
 
@@ -177,18 +182,22 @@ def _model_card(model: str | None) -> dict[str, Any]:
             "command": card.get("command")}
 
 
-def _snapshot_demo_model(output: Path) -> str:
-    """Copy the shipped demo model into OUTPUT/models/arith once, so every run of the study (and a resumed study)
-    starts from the same weights even if the package's model is rebuilt meanwhile."""
-    import shutil
+STUDY_MODEL = REPO / "experiments" / "models" / "study3_arith"
+"""The warm-start weights every run of study 3 started from (sha256 ``3898e150…``: the demo model as of the study,
+saved as the equivalent Llama), kept in the repository so that a study started on a fresh clone reproduces
+docs/results.md. ``--model dynamo_rl/demo/assets`` starts from the currently shipped demo model instead."""
 
-    from dynamo_rl.demo.model import DEMO_ASSETS
+
+def _snapshot_demo_model(output: Path) -> str:
+    """Copy the study's warm-start model into OUTPUT/models/arith once, so every run of the study (and a resumed
+    study) starts from the same weights."""
+    import shutil
 
     target = output / "models" / "arith"
     if not (target / "model.safetensors").exists():
         tmp = output / "models" / ".arith.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(DEMO_ASSETS, tmp)
+        shutil.copytree(STUDY_MODEL, tmp)
         tmp.rename(target)
     return str(target.resolve())
 

@@ -133,6 +133,27 @@ def test_sampler_table_reports_generated_discarded_and_rounds():
     assert "no sampler rows" in sampler_table({"rows": {"grpo": group["rows"]["grpo"]}})
 
 
+def test_study_folder_refuses_other_starting_weights(tmp_path):
+    import hashlib
+    import json
+    import shutil
+
+    from experiments.study import STUDY_MODEL, _check_plan_file, _snapshot_demo_model
+    from experiments.study_plan import QUICK_SIZES
+
+    model = _snapshot_demo_model(tmp_path)
+    sha = hashlib.sha256((STUDY_MODEL / "model.safetensors").read_bytes()).hexdigest()
+    assert sha.startswith("3898e150")  # the weights docs/results.md's study 3 started from
+    _check_plan_file(tmp_path, QUICK_SIZES, True, model)
+    assert json.loads((tmp_path / "plan.json").read_text())["model_card"]["sha256"] == sha
+    _check_plan_file(tmp_path, QUICK_SIZES, True, model)  # same weights: accepted again
+    other = tmp_path / "other"
+    shutil.copytree(model, other)
+    (other / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(SystemExit, match="started from other weights"):
+        _check_plan_file(tmp_path, QUICK_SIZES, True, str(other))
+
+
 def test_full_plan_meets_the_seed_requirements():
     from collections import Counter
 
