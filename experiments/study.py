@@ -117,6 +117,13 @@ def plan_options(args: argparse.Namespace) -> PlanOptions:
     options = dataclasses.replace(base, **changes)
     for name in options.rows:
         resolve_row(name, extra)  # unknown names fail before anything runs
+    if args.allocators is not None:  # names the user typed must exist; the default list may run ahead of the library
+        from dynamo_rl.core.allocation import ALLOCATOR_NAMES
+
+        unknown = [name for name in args.allocators if name not in ALLOCATOR_NAMES]
+        if unknown:
+            raise ValueError(f"unknown allocator(s) {', '.join(unknown)} in --allocators; known: "
+                             f"{', '.join(ALLOCATOR_NAMES)}")
     return options
 
 
@@ -129,12 +136,17 @@ def apply_size_overrides(sizes: Sizes, overrides: list[str]) -> Sizes:
         if name not in types or not value:
             raise SystemExit(f"error: invalid --size {item!r}; expected FIELD=VALUE with FIELD in {', '.join(types)}")
         kind = str(types[name])
-        if "tuple" in kind:
-            changes[name] = tuple(int(v) for v in value.split(","))
-        elif "float" in kind:
-            changes[name] = float(value)
-        else:
-            changes[name] = int(value)
+        try:
+            if "tuple" in kind:
+                changes[name] = tuple(int(v) for v in value.split(","))
+            elif "float" in kind:
+                changes[name] = float(value)
+            else:
+                changes[name] = int(value)
+        except ValueError:
+            expected = ("comma-separated integers" if "tuple" in kind else "a number" if "float" in kind
+                        else "an integer")
+            raise SystemExit(f"error: invalid --size {item!r}: {name} must be {expected}") from None
     return dataclasses.replace(sizes, **changes)
 
 
@@ -279,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     failed: list[str] = []
     if not args.report_only:
+        if args.model and not (Path(args.model) / "model.safetensors").is_file():
+            raise SystemExit(f"error: --model {args.model}: no model.safetensors there (a folder written by "
+                             f"`dynamo-rl pretrain-demo --output FOLDER`, or experiments/models/study3_arith)")
         model = str(Path(args.model).resolve()) if args.model else _snapshot_demo_model(args.output)
         _check_plan_file(args.output, sizes, args.quick, model)
         print(f"[study] {sizes.steps} rollout batches × {sizes.prompts_per_step} prompts × {sizes.mean_rollouts} "

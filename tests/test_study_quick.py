@@ -154,6 +154,25 @@ def test_study_folder_refuses_other_starting_weights(tmp_path):
         _check_plan_file(tmp_path, QUICK_SIZES, True, str(other))
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--size", "lr=abc"], "lr must be a number"),
+    (["--size", "steps=2.5"], "steps must be an integer"),
+    (["--size", "final_ks=1,a"], "final_ks must be comma-separated integers"),
+    (["--size", "nope=1"], "expected FIELD=VALUE"),
+    (["--model", "/nonexistent/model"], "no model.safetensors there"),
+    (["--allocators", "optimal,nope"], "unknown allocator(s) nope"),
+    (["--rows", "grpo,nope"], "unknown row 'nope'"),
+])
+def test_study_cli_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
+    from experiments.study import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quick", "--output", str(tmp_path / "study"), "--no-report", *args])
+    text = str(exit_info.value.code)
+    assert message in text and "\n" not in text.strip()
+    assert not (tmp_path / "study" / "results").exists()  # nothing ran
+
+
 def test_full_plan_meets_the_seed_requirements():
     from collections import Counter
 
