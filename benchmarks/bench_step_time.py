@@ -23,7 +23,7 @@ from dynamo_rl.core.history import SuccessHistory
 from dynamo_rl.data.types import Problem
 from dynamo_rl.rewards.base import Verdict
 from dynamo_rl.rollout.types import Completion
-from dynamo_rl.run.config import load_config
+from dynamo_rl.run.config_files import load_config
 from dynamo_rl.trainer.batch import RolloutBatch
 from dynamo_rl.trainer.setup import make_optimizer
 from dynamo_rl.trainer.update import update_policy

@@ -94,7 +94,7 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def bench_train(steps: int) -> None:
     from dynamo_rl.rewards.math_verifier import MathVerifier
-    from dynamo_rl.run.config import load_config
+    from dynamo_rl.run.config_files import load_config
     from dynamo_rl.trainer.loop import train
 
     timings, logs, verify_s = [], [], []

@@ -16,20 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from dynamo_rl.presets import METHODS, PRESETS
-from dynamo_rl.run.config import (
-    ENGINES,
-    SECTIONS,
-    TOP_LEVEL,
-    ConfigError,
-    TrainConfig,
-    check_key,
-    config_from_dict,
-    load_config,
-    parse_override,
-    parse_value,
-    read_config_file,
-)
+from dynamo_rl.run.config import ENGINES, SECTIONS, TOP_LEVEL, ConfigError, TrainConfig, check_key, config_from_dict
 from dynamo_rl.run.config_docs import section_docs
+from dynamo_rl.run.config_files import load_config, parse_override, parse_value, read_config_file
 
 DEMO_CONFIG = "demo.yaml"
 USAGE = "dynamo-rl train [--config FILE | --resume RUN_DIR] [options] [--SECTION.FIELD VALUE ...]"

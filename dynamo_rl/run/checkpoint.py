@@ -1,6 +1,6 @@
 """The run directory and its checkpoints, the same for every engine.
 
-``RUN_DIR/`` holds ``config.yaml`` (what ran, :func:`dynamo_rl.run.config.config_yaml`), ``metrics.jsonl``
+``RUN_DIR/`` holds ``config.yaml`` (what ran, :func:`dynamo_rl.run.config_files.config_yaml`), ``metrics.jsonl``
 (:mod:`dynamo_rl.run.metrics`), ``plots/`` and ``checkpoints/``. Every checkpoint folder is a Hugging Face model
 folder (``config.json``, ``model.safetensors``, tokenizer files), so ``AutoModelForCausalLM.from_pretrained``,
 ``AutoTokenizer.from_pretrained`` and ``dynamo-rl eval --model`` load it, plus the allocator state

@@ -25,7 +25,8 @@ from dynamo_rl.run import metric_names as K
 from dynamo_rl.run.allocator import RolloutAllocator
 from dynamo_rl.run.atomic import atomic_write_text
 from dynamo_rl.run.checkpoint import load_checkpoint, restore_latest, save_checkpoint
-from dynamo_rl.run.config import TrainConfig, config_to_dict, config_yaml
+from dynamo_rl.run.config import TrainConfig, config_to_dict
+from dynamo_rl.run.config_files import config_yaml
 from dynamo_rl.run.metrics import MetricsLogger, reward_metrics
 from dynamo_rl.trainer import sampling
 from dynamo_rl.trainer.batch import RolloutBatch

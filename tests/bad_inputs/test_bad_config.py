@@ -117,7 +117,7 @@ def test_command_line_error_is_not_blamed_on_a_good_file(tmp_path: Path, capsys:
 
 def test_file_and_command_line_that_fit_together_are_accepted(tmp_path: Path) -> None:
     """The file alone would be invalid (n_min above the default mean); the command line completes it: not refused."""
-    from dynamo_rl.run.config import load_config
+    from dynamo_rl.run.config_files import load_config
 
     path = tmp_path / "partial.yaml"
     path.write_text("allocation: {n_min: 20}\n")

@@ -25,9 +25,8 @@ from dynamo_rl.run.config import (
     RunConfig,
     TrainConfig,
     config_from_dict,
-    load_config,
-    parse_override,
 )
+from dynamo_rl.run.config_files import load_config, parse_override
 
 NAN, INF = math.nan, math.inf
 METHOD_NAMES = ", ".join(sorted(METHODS))

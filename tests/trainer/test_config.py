@@ -7,14 +7,9 @@ import argparse
 import pytest
 
 from dynamo_rl.presets import build_method_config
-from dynamo_rl.run.config import (
-    OptimConfig,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    parse_override,
-)
+from dynamo_rl.run.config import OptimConfig, config_from_dict, config_to_dict
 from dynamo_rl.run.config_docs import field_docs
+from dynamo_rl.run.config_files import load_config, parse_override
 from dynamo_rl.train_cli import add_arguments, collect_overrides, demo_config_path
 
 
@@ -112,7 +107,8 @@ def test_gpu_config_is_valid():
 def test_a_saved_dynamo_config_with_method_grpo_trains_grpo(tmp_path):
     """--config RUN/config.yaml --method grpo: the method decides the method sections (uniform allocation, no
     modulation, the GRPO loss); the fields the user set in the original run are kept; config.yaml says what ran."""
-    from dynamo_rl.run.config import config_from_dict, config_to_dict, load_config, save_config
+    from dynamo_rl.run.config import config_from_dict, config_to_dict
+    from dynamo_rl.run.config_files import load_config, save_config
     from dynamo_rl.train_cli import demo_config_path
 
     dynamo = load_config(demo_config_path())
@@ -128,7 +124,7 @@ def test_a_saved_dynamo_config_with_method_grpo_trains_grpo(tmp_path):
 
 
 def test_an_explicit_value_equal_to_a_default_still_wins():
-    from dynamo_rl.run.config import load_config
+    from dynamo_rl.run.config_files import load_config
 
     # allocator "official" is the dataclass default, but the paper preset picks waterfill: the user's choice wins
     config = load_config(None, [("preset", "paper"), ("allocation.allocator", "official")])

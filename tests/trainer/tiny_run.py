@@ -21,7 +21,8 @@ if str(REPO) not in sys.path:
 
 from dynamo_rl.data.types import Problem  # noqa: E402
 from dynamo_rl.rewards.base import Verdict  # noqa: E402
-from dynamo_rl.run.config import TrainConfig, load_config  # noqa: E402
+from dynamo_rl.run.config import TrainConfig  # noqa: E402
+from dynamo_rl.run.config_files import load_config  # noqa: E402
 
 
 class ParityVerifier:

@@ -26,7 +26,8 @@ from dynamo_rl.adapters.trl.config import DynaMOConfig
 from dynamo_rl.data.types import Problem
 from dynamo_rl.run import metric_names as K
 from dynamo_rl.run.checkpoint import CHECKPOINTS, list_checkpoints
-from dynamo_rl.run.config import TrainConfig, config_to_dict, save_config
+from dynamo_rl.run.config import TrainConfig, config_to_dict
+from dynamo_rl.run.config_files import save_config
 from dynamo_rl.run.metrics import MetricsLogger
 
 TRL_KEYS = {"reward": K.REWARD_MEAN, "reward_std": K.REWARD_STD, "loss": K.LOSS, "grad_norm": K.GRAD_NORM,
