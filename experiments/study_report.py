@@ -99,17 +99,21 @@ def resolution_note(group: dict[str, Any], row: str = "dynamo") -> str:
             f"an MDE of 1 point needs {need if need is not None else '> 1000'} seeds at this s_d.\n")
 
 
-def _mean_metric(results: list[dict[str, Any]], key: str | None) -> float | None:
-    values = []
-    for r in results:
-        for rec in r["curve"]:
-            if rec.get("step", 0) == 0:
-                continue
-            value = ((rec.get("groups/all_correct_frac") or 0.0) + (rec.get("groups/all_wrong_frac") or 0.0)
-                     if key is None else rec.get(key))
-            if value is not None and math.isfinite(value):
-                values.append(value)
+def _metric(record: dict[str, Any], key: str | None) -> float | None:
+    """``key`` of one step's record; ``None`` selects the degenerate-group share (all correct + all wrong)."""
+    if key is None:
+        return (record.get("groups/all_correct_frac") or 0.0) + (record.get("groups/all_wrong_frac") or 0.0)
+    return record.get(key)
+
+
+def _mean_over(records: list[dict[str, Any]], key: str | None) -> float | None:
+    values = [value for rec in records if (value := _metric(rec, key)) is not None and math.isfinite(value)]
     return float(np.mean(values)) if values else None
+
+
+def _mean_metric(results: list[dict[str, Any]], key: str | None) -> float | None:
+    """Mean of ``key`` over the training steps (step 0 is the warm-start evaluation) of every run."""
+    return _mean_over([rec for r in results for rec in r["curve"] if rec.get("step", 0) != 0], key)
 
 
 WINDOW = 3
@@ -118,15 +122,11 @@ WINDOW = 3
 
 def _window_share(results: list[dict[str, Any]], key: str | None, *, end: bool) -> float | None:
     """Mean over seeds of ``key`` (None: all-correct + all-wrong) over the first or last ``WINDOW`` batches."""
-    values = []
+    records = []
     for r in results:
-        recs = [rec for rec in r["curve"] if rec.get("step", 0) > 0 and "groups/all_correct_frac" in rec]
-        for rec in (recs[-WINDOW:] if end else recs[:WINDOW]):
-            value = ((rec.get("groups/all_correct_frac") or 0.0) + (rec.get("groups/all_wrong_frac") or 0.0)
-                     if key is None else rec.get(key))
-            if value is not None and math.isfinite(value):
-                values.append(value)
-    return float(np.mean(values)) if values else None
+        steps = [rec for rec in r["curve"] if rec.get("step", 0) > 0 and "groups/all_correct_frac" in rec]
+        records += steps[-WINDOW:] if end else steps[:WINDOW]
+    return _mean_over(records, key)
 
 
 def summarize_row(results: list[dict[str, Any]], grpo: list[dict[str, Any]] | None,
