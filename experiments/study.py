@@ -288,12 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     specs = build_plan(options, quiet=args.report_only)
     if args.only:
         specs = [s for s in specs if any(part in s.run_id for part in args.only.split(","))]
+    if not args.report_only and args.model and not (Path(args.model) / "model.safetensors").is_file():
+        raise SystemExit(f"error: --model {args.model}: no model.safetensors there (a folder written by "
+                         f"`dynamo-rl pretrain-demo --output FOLDER`, or experiments/models/study3_arith)")
     args.output.mkdir(parents=True, exist_ok=True)
     failed: list[str] = []
     if not args.report_only:
-        if args.model and not (Path(args.model) / "model.safetensors").is_file():
-            raise SystemExit(f"error: --model {args.model}: no model.safetensors there (a folder written by "
-                             f"`dynamo-rl pretrain-demo --output FOLDER`, or experiments/models/study3_arith)")
         model = str(Path(args.model).resolve()) if args.model else _snapshot_demo_model(args.output)
         _check_plan_file(args.output, sizes, args.quick, model)
         print(f"[study] {sizes.steps} rollout batches × {sizes.prompts_per_step} prompts × {sizes.mean_rollouts} "
